@@ -1,0 +1,92 @@
+"""Every setting of the service in one validated class; a bad value stops the process with one line."""
+
+from __future__ import annotations
+
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+EXIT_BAD_CONFIG = 2
+
+
+class Settings(BaseSettings):
+    """The contract's environment, plus a few internal knobs with safe defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    postgres_url: str = "postgresql://ast@127.0.0.1:5432/ast"
+    rabbit_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    rabbit_vhost: str = ""
+    rabbit_management_url: str = ""
+    rabbit_prefetch: int = Field(default=1, ge=1, le=50)
+    rabbit_delivery_limit: int = Field(default=5, ge=1, le=100)
+    max_retries: int = Field(default=3, ge=0, le=50)
+    retry_base_ms: int = Field(default=1000, ge=1, le=3_600_000)
+    job_timeout_ms: int = Field(default=900_000, ge=100, le=86_400_000)
+    worker_id: str = ""
+    worker_concurrency: int = Field(default=1, ge=1, le=64)
+    worker_lease_ms: int = Field(default=10_000, ge=500, le=600_000)
+    temp_dir: Path = Path("/tmp/ast-service")
+    artifacts_dir: Path = Path("/tmp/ast-artifacts")
+    allow_local_repos: bool = False
+    worker_health_port: int = Field(default=9100, ge=0, le=65535)
+    shutdown_grace_ms: int = Field(default=30_000, ge=0, le=3_600_000)
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8080, ge=0, le=65535)
+    api_tokens: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    api_max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    relay_in_api: bool = True
+    relay_batch_size: int = Field(default=100, ge=1, le=10_000)
+    relay_poll_ms: int = Field(default=200, ge=10, le=60_000)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [token.strip() for token in value.split(",") if token.strip()]
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("postgres_url")
+    @classmethod
+    def _postgres_scheme(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("rabbit_url")
+    @classmethod
+    def _amqp_scheme(cls, value: str) -> str:
+        if not value.startswith(("amqp://", "amqps://")):
+            raise ValueError("must be an amqp:// or amqps:// URL")
+        return value
+
+
+def describe_error(error: ValidationError) -> str:
+    """One line naming the first bad variable, as an operator reads it."""
+    first = error.errors()[0]
+    variable = str(first["loc"][0]).upper() if first["loc"] else "?"
+    return f"invalid configuration: {variable}: {first['msg']}"
+
+
+@lru_cache(maxsize=1)
+def load_settings() -> Settings:
+    return Settings()
+
+
+def settings_or_exit() -> Settings:
+    """Entry points call this first: a bad variable prints one line on stderr and exits 2."""
+    try:
+        return load_settings()
+    except ValidationError as error:
+        print(describe_error(error), file=sys.stderr)
+        raise SystemExit(EXIT_BAD_CONFIG) from None

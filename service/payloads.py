@@ -1,0 +1,69 @@
+"""Payload schemas per task type: the API validates at submit (422), the worker again on receipt."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from service.models import TaskType
+from service.repo_url import validate_ref, validate_repo_url
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, str_max_length=4096)
+
+
+class WaitForEvent(_Payload):
+    type: str = Field(min_length=1, max_length=200)
+    key: str = Field(min_length=1, max_length=500)
+
+
+class SimulatePayload(_Payload):
+    """A job whose behaviour the test chooses; `failAttempts` bounds how many attempts misbehave."""
+
+    duration_ms: int = Field(default=0, ge=0, le=3_600_000, alias="durationMs")
+    steps: int = Field(default=1, ge=1, le=1000)
+    outcome: Literal["success", "retryable", "terminal", "crash", "hang"] = "success"
+    fail_attempts: int | None = Field(default=None, ge=0, le=1000, alias="failAttempts")
+    wait_for_event: WaitForEvent | None = Field(default=None, alias="waitForEvent")
+    timeout_ms: int | None = Field(default=None, ge=100, le=86_400_000, alias="timeoutMs")
+
+
+class RepositoryPayload(_Payload):
+    repo_url: str = Field(min_length=1, max_length=2048, alias="repoUrl")
+    ref: str | None = Field(default=None, min_length=1, max_length=255)
+
+    @field_validator("repo_url")
+    @classmethod
+    def _safe_url(cls, value: str) -> str:
+        return validate_repo_url(value)
+
+    @field_validator("ref")
+    @classmethod
+    def _safe_ref(cls, value: str | None) -> str | None:
+        return None if value is None else validate_ref(value)
+
+
+class ImpactPayload(_Payload):
+    repository_task_id: str = Field(
+        alias="repositoryTaskId",
+        pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+    )
+    changed_files: list[str] = Field(alias="changedFiles", min_length=1, max_length=10_000)
+
+
+PAYLOAD_MODELS: dict[TaskType, type[_Payload]] = {
+    TaskType.SIMULATE: SimulatePayload,
+    TaskType.INITIALIZE_REPOSITORY: RepositoryPayload,
+    TaskType.INITIALIZE_IMPACT_ANALYSIS: ImpactPayload,
+}
+
+
+def parse_payload(task_type: TaskType, payload: Any) -> _Payload:
+    """Raises pydantic's ValidationError (and ValueError) on a bad payload."""
+    return PAYLOAD_MODELS[task_type].model_validate(payload)
+
+
+__all__ = ["PAYLOAD_MODELS", "ValidationError", "parse_payload", "SimulatePayload", "RepositoryPayload",
+           "ImpactPayload", "WaitForEvent"]
