@@ -1,0 +1,204 @@
+"""A private RabbitMQ node run from the Debian install without its root wrapper.
+
+Everything that identifies a node is its own: node name, ports, data, cookie and even epmd,
+which we start ourselves on a free port (epmd normally daemonizes and would outlive us). With
+RABBITMQ_ALLOW_INPUT set, `rabbitmq-server` execs erl, which execs beam.smp, so the beam is our
+direct child and receives PDEATHSIG; `-noinput` keeps the Erlang shell off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import aio_pika
+import psutil
+
+from harness.stack.base import StackError
+from harness.stack.ports import free_port, is_listening
+from harness.stack.processes import ManagedProcess, run_checked
+from harness.stack.readiness import http_ok, poll_until_ready
+
+RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
+EPMD = Path("/usr/lib/erlang/bin/epmd")
+LOOPBACK_ERL_ARGS = "-kernel inet_dist_use_interface {127,0,0,1} -start_epmd false"
+
+
+@dataclass(frozen=True)
+class RabbitPorts:
+    amqp: int
+    management: int
+    dist: int
+    epmd: int
+    ctl_dist: int
+
+    @classmethod
+    def allocate(cls) -> RabbitPorts:
+        return cls(free_port(), free_port(), free_port(), free_port(), free_port())
+
+
+class RabbitNode:
+    """One RabbitMQ node with management, listening on loopback only, data under `base_dir`."""
+
+    def __init__(self, base_dir: Path, log_dir: Path, ports: RabbitPorts | None = None) -> None:
+        self.base_dir = base_dir
+        self.log_dir = log_dir
+        self.ports = ports or RabbitPorts.allocate()
+        self.nodename = f"h{self.ports.amqp}@localhost"
+        self._env = self._prepare()
+        self.epmd = ManagedProcess(
+            "epmd",
+            [str(EPMD), "-port", str(self.ports.epmd), "-address", "127.0.0.1"],
+            log_dir=log_dir,
+            env=self._env,
+        )
+        self.server = ManagedProcess(
+            "rabbitmq", [str(RABBIT_BIN / "rabbitmq-server"), "-noinput"], log_dir=log_dir, env=self._env
+        )
+
+    @property
+    def amqp_url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.ports.amqp}/"
+
+    @property
+    def management_url(self) -> str:
+        return f"http://guest:guest@127.0.0.1:{self.ports.management}/"
+
+    @property
+    def management_api(self) -> str:
+        """Base of the management HTTP API without credentials (use basic auth guest/guest)."""
+        return f"http://127.0.0.1:{self.ports.management}/api"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.base_dir / "rabbit.pid"
+
+    def _prepare(self) -> dict[str, str]:
+        """Write cookie, config and plugins file; return the environment shared by server and CLI."""
+        home = self.base_dir / "home"
+        home.mkdir(parents=True, exist_ok=True)
+        cookie = home / ".erlang.cookie"
+        if not cookie.exists():
+            cookie.write_text(secrets.token_hex(16))
+            cookie.chmod(0o400)
+        (self.base_dir / "enabled_plugins").write_text("[rabbitmq_management].\n")
+        (self.base_dir / "rabbitmq.conf").write_text(self._config())
+        return self._environment(home)
+
+    def _config(self) -> str:
+        return "\n".join(
+            [
+                f"listeners.tcp.1 = 127.0.0.1:{self.ports.amqp}",
+                "management.tcp.ip = 127.0.0.1",
+                f"management.tcp.port = {self.ports.management}",
+                "default_user = guest",
+                "default_pass = guest",
+                "log.console = true",
+                "log.console.level = info",
+                "log.file = false",
+                "",
+            ]
+        )
+
+    def _environment(self, home: Path) -> dict[str, str]:
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))}
+        return inherited | {
+            "PATH": f"{RABBIT_BIN}:/usr/lib/erlang/bin:{inherited.get('PATH', '/usr/bin:/bin')}",
+            "HOME": str(home),
+            "RABBITMQ_ALLOW_INPUT": "true",
+            "RABBITMQ_NODENAME": self.nodename,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.ports.amqp),
+            "RABBITMQ_DIST_PORT": str(self.ports.dist),
+            "RABBITMQ_CTL_DIST_PORT_MIN": str(self.ports.ctl_dist),
+            "RABBITMQ_CTL_DIST_PORT_MAX": str(self.ports.ctl_dist),
+            "RABBITMQ_MNESIA_BASE": str(self.base_dir / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.base_dir / "log"),
+            "RABBITMQ_CONFIG_FILE": str(self.base_dir / "rabbitmq.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.base_dir / "enabled_plugins"),
+            "RABBITMQ_PID_FILE": str(self.pid_file),
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": LOOPBACK_ERL_ARGS,
+            "RABBITMQ_CTL_ERL_ARGS": LOOPBACK_ERL_ARGS,
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "ERL_EPMD_PORT": str(self.ports.epmd),
+        }
+
+    def start(self) -> None:
+        """Start epmd (once) and the node; returns at once, see `wait_ready()`."""
+        self.epmd.start()
+        self.server.start()
+
+    async def wait_ready(self, timeout: float = 60.0) -> float:
+        """Wait for a real AMQP connection, then for the management API; return seconds waited."""
+
+        async def amqp() -> None:
+            if not is_listening(self.ports.amqp):
+                raise ConnectionRefusedError(f"127.0.0.1:{self.ports.amqp} refuses connections")
+            connection = await aio_pika.connect(self.amqp_url, timeout=2)
+            await connection.close()
+
+        took = await poll_until_ready(
+            f"RabbitMQ {self.nodename} (AMQP)",
+            amqp,
+            timeout=timeout,
+            alive=lambda: self.server.is_running,
+            explain=self.server.log_tail,
+        )
+        return took + await poll_until_ready(
+            f"RabbitMQ {self.nodename} (management)",
+            lambda: http_ok(f"{self.management_api}/overview", auth=("guest", "guest")),
+            timeout=max(5.0, timeout - took),
+            alive=lambda: self.server.is_running,
+            explain=self.server.log_tail,
+        )
+
+    def rabbitmqctl(self, *args: str, timeout: float = 60.0) -> str:
+        """Run `rabbitmqctl -n <node> ...` against this node with its cookie and private epmd."""
+        argv = [str(RABBIT_BIN / "rabbitmqctl"), "-n", self.nodename, *args]
+        return run_checked(argv, env=self._env, timeout=timeout)
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """A clean stop via `rabbitmqctl stop`; falls back to SIGTERM/SIGKILL of the beam."""
+        if self.server.is_running:
+            with contextlib.suppress(StackError):
+                self.rabbitmqctl("stop", timeout=timeout)
+        self.server.stop(timeout=15)
+        self._kill_stray_beam()
+
+    def kill(self) -> None:
+        """SIGKILL the beam and its group: a broker crash. epmd survives, as on a real host."""
+        self.server.kill()
+
+    def restart(self, timeout: float = 60.0) -> None:
+        """Stop cleanly and start again on the same data directory and ports."""
+        self.stop(timeout)
+        self.start()
+
+    def pause(self) -> None:
+        """SIGSTOP the node: connections stay open but nothing answers."""
+        self.server.pause()
+
+    def resume(self) -> None:
+        self.server.resume()
+
+    def teardown(self) -> None:
+        """Stop the node and its private epmd; nothing of this node keeps running.
+
+        SIGTERM makes a 3.10 beam shut down cleanly too, without booting a CLI VM for
+        rabbitmqctl (seconds saved at every teardown).
+        """
+        self.server.stop(timeout=20)
+        self._kill_stray_beam()
+        self.epmd.stop(timeout=5)
+
+    def _kill_stray_beam(self) -> None:
+        """Kill a beam named in the pid file if it is still alive (should the exec chain ever fork)."""
+        with contextlib.suppress(OSError, ValueError, psutil.Error):
+            pid = int(self.pid_file.read_text().strip())
+            proc = psutil.Process(pid)
+            if proc.name().startswith("beam") and self.nodename in " ".join(proc.cmdline()):
+                proc.send_signal(signal.SIGKILL)
