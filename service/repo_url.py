@@ -1,29 +1,157 @@
-"""Which repository URLs and refs a job may clone. Placeholder rules; see issue 4 for the full policy."""
+"""Which repository URLs and refs a job may clone, and how a URL is shown without its secrets.
+
+The API validates at submit (422) and the worker validates again before running git, so both
+share these rules. Git's transports are a large attack surface: `ext::` runs arbitrary commands,
+a leading `-` becomes a git or ssh option, and `file://` reads the worker's own disk. Only
+https, ssh and scp-like `user@host:path` URLs pass, plus local repositories when the operator
+sets `ALLOW_LOCAL_REPOS=1` (the tests do, as there is no network). Error messages never quote
+the URL itself, because it may carry credentials.
+"""
 
 from __future__ import annotations
 
 import os
+import re
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
-_ALLOWED_PREFIXES = ("https://", "ssh://")
+REDACTED = "***"
+
+_HOST = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$|^\[[0-9A-Fa-f:.]+\]$")
+_SCP_LIKE = re.compile(r"^(?P<user>[A-Za-z0-9_][A-Za-z0-9_.+-]*)@(?P<host>[^:/\s]+):(?P<path>[^\s]+)$")
+_TRANSPORT_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*::")
+_URL_WITH_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
+_SHA = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+_REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 
 
 def local_repos_allowed() -> bool:
+    """`ALLOW_LOCAL_REPOS` is read at call time so tests can flip it per case."""
     return os.environ.get("ALLOW_LOCAL_REPOS", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def validate_repo_url(url: str) -> str:
+def validate_repo_url(url: str, *, allow_local: bool | None = None) -> str:
+    """Returns the URL unchanged when it is safe to hand to git, else raises ValueError."""
+    allow = local_repos_allowed() if allow_local is None else allow_local
+    _check_common(url)
+    lowered = url.lower()
+    if lowered.startswith(("https://", "ssh://")):
+        _check_network_url(urlsplit(url))
+    elif lowered.startswith("file://") or url.startswith("/"):
+        _check_local(url, allow)
+    elif _SCP_LIKE.match(url):
+        _check_scp_like(url)
+    else:
+        raise ValueError("repoUrl must be an https://, ssh:// or user@host:path URL")
+    return url
+
+
+def _check_common(url: str) -> None:
+    if not url:
+        raise ValueError("repoUrl is empty")
     if url.startswith("-"):
         raise ValueError("repoUrl must not start with '-'")
-    if url.startswith(_ALLOWED_PREFIXES):
-        return url
-    if url.startswith("git@") and ":" in url:
-        return url
-    if (url.startswith("file://") or url.startswith("/")) and local_repos_allowed():
-        return url
-    raise ValueError("repoUrl must be https://, ssh:// or git@host:path")
+    if _TRANSPORT_PREFIX.match(url):
+        raise ValueError("repoUrl must not name a git transport (such as ext::)")
+    if any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in url):
+        raise ValueError("repoUrl must not contain whitespace or control characters")
+
+
+def _check_network_url(parts: SplitResult) -> None:
+    try:
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError as error:
+        raise ValueError("repoUrl has a malformed host or port") from error
+    if not host or not _HOST.match(host) or host.startswith("-"):
+        raise ValueError("repoUrl has no valid host")
+    if parts.username is not None and parts.username.startswith("-"):
+        raise ValueError("repoUrl user must not start with '-'")
+    if not parts.path or parts.path == "/":
+        raise ValueError("repoUrl has no repository path")
+
+
+def _check_local(url: str, allow: bool) -> None:
+    if not allow:
+        raise ValueError("local repositories (file:// or a path) are not allowed here")
+    path = url[len("file://"):] if url.lower().startswith("file://") else url
+    if not path.startswith("/"):
+        raise ValueError("a local repository must be an absolute path")
+
+
+def _check_scp_like(url: str) -> None:
+    match = _SCP_LIKE.match(url)
+    assert match is not None
+    if not _HOST.match(match["host"]):
+        raise ValueError("repoUrl has no valid host")
+    if match["path"].startswith("-"):
+        raise ValueError("repoUrl path must not start with '-'")
 
 
 def validate_ref(ref: str) -> str:
-    if ref.startswith("-") or any(ch.isspace() for ch in ref) or ".." in ref:
+    """A branch, tag or full commit sha, following `git check-ref-format` plus no leading '-'."""
+    if _SHA.match(ref):
+        return ref
+    problems = (
+        not ref,
+        ref.startswith(("-", "/", ".")),
+        ref.endswith(("/", ".", ".lock")),
+        ".." in ref,
+        "//" in ref,
+        "@{" in ref,
+        ref == "@",
+        "/." in ref,
+        bool(_REF_FORBIDDEN.search(ref)),
+    )
+    if any(problems):
         raise ValueError("ref is not a safe git ref")
     return ref
+
+
+def is_commit_sha(ref: str) -> bool:
+    """A full sha is fetched by id; branches and tags are cloned by name."""
+    return bool(_SHA.match(ref))
+
+
+def redact_url(url: str) -> str:
+    """The URL as it may be stored, logged or returned: credentials and query replaced by ***.
+
+    For https the whole userinfo goes (tokens are often passed as the user name); for ssh and
+    scp-like URLs the user name is kept (it is `git` by convention) and only a password goes.
+    """
+    if "://" not in url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return redact_text(url)
+    if parts.username is None and parts.password is None and not parts.query:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    if parts.scheme.lower() == "ssh" and parts.username and parts.password is None:
+        netloc = f"{parts.username}@{netloc}"
+    elif parts.scheme.lower() == "ssh" and parts.username:
+        netloc = f"{parts.username}:{REDACTED}@{netloc}"
+    elif parts.username is not None or parts.password is not None:
+        netloc = f"{REDACTED}@{netloc}"
+    query = REDACTED if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def redact_text(text: str, *, secrets: tuple[str, ...] = ()) -> str:
+    """Masks `scheme://userinfo@` anywhere in free text (git's stderr), and any given secrets."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return _URL_WITH_USERINFO.sub(lambda m: f"{m.group('scheme')}{REDACTED}@", text)
+
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    """The pieces of a URL that must never appear anywhere: the password, the token, the query."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ()
+    found = {parts.password or "", parts.query}
+    if parts.scheme.lower() != "ssh" and len(parts.username or "") >= 8:
+        found.add(parts.username or "")
+    return tuple(sorted((piece for piece in found if len(piece) >= 4), key=len, reverse=True))
