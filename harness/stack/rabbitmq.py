@@ -185,13 +185,18 @@ class RabbitNode:
     def resume(self) -> None:
         self.server.resume()
 
-    def teardown(self) -> None:
+    def teardown(self, clean: bool = False) -> None:
         """Stop the node and its private epmd; nothing of this node keeps running.
 
-        SIGTERM makes a 3.10 beam shut down cleanly too, without booting a CLI VM for
-        rabbitmqctl (seconds saved at every teardown).
+        By default a SIGKILL: the data directory is thrown away next, and a clean shutdown of
+        a 3.10 node costs about 6 s at every test session's end. `clean=True` sends SIGTERM,
+        which a 3.10 beam also treats as an orderly stop.
         """
-        self.server.stop(timeout=20)
+        if clean:
+            self.server.stop(timeout=20)
+        else:
+            self.server.kill()
+            self.server.stop(timeout=5)
         self._kill_stray_beam()
         self.epmd.stop(timeout=5)
 
