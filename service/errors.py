@@ -48,3 +48,16 @@ class TaskNotRunnable(ServiceError):
 
 class InfrastructureError(ServiceError):
     """PostgreSQL or RabbitMQ did not answer after bounded retries."""
+
+
+class WaitForEvent(ServiceError):
+    """Raised by a job to park its task until `POST /events` with this type and key resumes it."""
+
+    def __init__(self, event_type: str, key: str) -> None:
+        super().__init__(f"waiting for event {event_type}/{key}")
+        self.event_type = event_type
+        self.key = key
+
+
+class ShutdownHandBack(ServiceError):
+    """The worker is shutting down past its grace period: the task goes back to the queue."""

@@ -1,0 +1,152 @@
+"""The outbox relay: publishes rows written in the same transaction as their task, then marks them sent.
+
+Rows are claimed with `FOR UPDATE SKIP LOCKED`, so several relays share the work without double
+publishing in the normal case; a crash between the broker's confirm and the commit publishes a row
+again, which the workers' inbox absorbs (at-least-once, deduplicated by message id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import aio_pika
+import aiormq
+import asyncpg
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
+
+from service.broker.topology import declare_topology
+from service.config import Settings
+from service.db.pool import create_pool
+
+log = logging.getLogger("ast.relay")
+
+_CLAIM = """SELECT outbox_id, message_id, exchange, routing_key, body, headers, priority, task_id
+            FROM outbox WHERE sent_at IS NULL ORDER BY outbox_id LIMIT $1 FOR UPDATE SKIP LOCKED"""
+_MARK_SENT = "UPDATE outbox SET sent_at = clock_timestamp(), attempts = attempts + 1 WHERE outbox_id = ANY($1)"
+_TRANSIENT = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, aiormq.exceptions.AMQPError,
+              aio_pika.exceptions.AMQPException, asyncio.TimeoutError, ConnectionError)
+_MAX_BACKOFF_S = 2.0
+
+
+class OutboxRelay:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._stopping = asyncio.Event()
+        self._wakeup = asyncio.Event()
+        self._pool: asyncpg.Pool[Any] | None = None
+        self._listener: asyncpg.Connection[Any] | None = None
+        self._connection: AbstractConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self.published = 0
+
+    async def run(self) -> None:
+        """Publishes until stop(); every failure is logged and retried with a bounded backoff."""
+        backoff = 0.1
+        while not self._stopping.is_set():
+            try:
+                await self._connect()
+                sent = await self.publish_batch()
+                backoff = 0.1
+                if sent == 0:
+                    await self._wait_for_work()
+            except _TRANSIENT as error:
+                log.warning("relay cannot publish, retrying: %s", error, extra={"step": "relay"})
+                await self._reset()
+                await self._sleep(backoff)
+                backoff = min(_MAX_BACKOFF_S, backoff * 2)
+        await self._reset()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        self._wakeup.set()
+
+    async def publish_batch(self) -> int:
+        """Claims, publishes with confirms, marks sent; one transaction per batch."""
+        assert self._pool is not None and self._channel is not None
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(_CLAIM, self._settings.relay_batch_size)
+            if not rows:
+                return 0
+            await asyncio.gather(*(self._publish(row) for row in rows))
+            await conn.execute(_MARK_SENT, [row["outbox_id"] for row in rows])
+        self.published += len(rows)
+        return len(rows)
+
+    async def _publish(self, row: asyncpg.Record) -> None:
+        assert self._channel is not None
+        exchange = await self._exchange(row["exchange"])
+        message = aio_pika.Message(
+            body=json.dumps(row["body"]).encode(),
+            message_id=str(row["message_id"]),
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            priority=row["priority"],
+            headers=row["headers"] or {},
+            correlation_id=str(row["task_id"]) if row["task_id"] else None,
+        )
+        await exchange.publish(message, routing_key=row["routing_key"], mandatory=True, timeout=10)
+
+    async def _exchange(self, name: str) -> AbstractExchange:
+        assert self._channel is not None
+        if name == "":
+            return self._channel.default_exchange
+        return await self._channel.get_exchange(name, ensure=False)
+
+    async def _connect(self) -> None:
+        if self._pool is None:
+            self._pool = await create_pool(self._settings.postgres_url, min_size=1, max_size=4)
+        if self._listener is None or self._listener.is_closed():
+            self._listener = await asyncpg.connect(self._settings.postgres_url)
+            await self._listener.add_listener("ast_outbox", self._on_notify)
+        if self._channel is None or self._channel.is_closed:
+            self._connection = await aio_pika.connect(self._settings.rabbit_url, timeout=10)
+            self._channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+            await declare_topology(
+                self._channel,
+                delivery_limit=self._settings.rabbit_delivery_limit,
+                max_retries=self._settings.max_retries,
+                retry_base_ms=self._settings.retry_base_ms,
+            )
+            log.info("relay connected", extra={"step": "relay"})
+
+    def _on_notify(self, *_: object) -> None:
+        self._wakeup.set()
+
+    async def _wait_for_work(self) -> None:
+        self._wakeup.clear()
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), self._settings.relay_poll_ms / 1000)
+        except TimeoutError:
+            pass
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    async def _reset(self) -> None:
+        """Drops every connection so the next round starts clean (a restarted server needs it)."""
+        for closer in (self._close_listener, self._close_amqp, self._close_pool):
+            try:
+                await asyncio.wait_for(closer(), 5)
+            except Exception:  # noqa: BLE001 - tearing down a broken connection may fail in any way
+                log.debug("ignored error while closing", exc_info=True)
+
+    async def _close_listener(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None and not listener.is_closed():
+            await listener.close()
+
+    async def _close_amqp(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None and not connection.is_closed:
+            await connection.close()
+
+    async def _close_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.terminate()

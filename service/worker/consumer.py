@@ -1,0 +1,190 @@
+"""The worker process: consumes the job queues and hands each message to the MessageProcessor.
+
+A broker session is a plain connection watched by this class rather than aio-pika's robust
+connection, which in some versions comes back from a broker restart with no consumers: here a lost
+connection, closed channel or cancelled consumer ends the session, and a new one consumes again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from typing import Any
+
+import aio_pika
+import aiormq
+import asyncpg
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
+
+from service.broker.topology import DEAD_LETTER_EXCHANGE, JOB_QUEUES, declare_topology
+from service.config import Settings
+from service.db.pool import create_pool
+from service.worker.health import health_app, health_server
+from service.worker.lifecycle import TaskLifecycle
+from service.worker.processor import MessageProcessor
+
+log = logging.getLogger("ast.worker")
+_TRANSIENT = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, aiormq.exceptions.AMQPError,
+              aio_pika.exceptions.AMQPException, asyncio.TimeoutError, ConnectionError)
+_WATCH_INTERVAL_S = 1.0
+
+
+class Worker:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
+        self._stopping = asyncio.Event()
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(settings.worker_concurrency)
+        self._consuming = False
+        self._dlx: AbstractExchange | None = None
+        self._processor: MessageProcessor | None = None
+
+    def is_ready(self) -> bool:
+        return self._consuming and not self._stopping.is_set()
+
+    def request_stop(self) -> None:
+        if not self._stopping.is_set():
+            log.info("SIGTERM: stop consuming, finishing in-flight jobs", extra={"step": "shutdown"})
+            self._stopping.set()
+
+    async def run(self) -> None:
+        server = health_server(health_app(self.is_ready, self.worker_id), self.settings.worker_health_port)
+        server_task = asyncio.ensure_future(server.serve())
+        pool = await self._open_pool()
+        try:
+            if pool is not None:
+                await self._prepare(pool)
+                await self._consume_until_stopped()
+        finally:
+            server.should_exit = True
+            await asyncio.gather(server_task, return_exceptions=True)
+            if pool is not None:
+                pool.terminate()
+        log.info("worker stopped", extra={"step": "shutdown", "workerId": self.worker_id})
+
+    async def _open_pool(self) -> asyncpg.Pool[Any] | None:
+        backoff = 0.2
+        while not self._stopping.is_set():
+            try:
+                return await create_pool(self.settings.postgres_url, min_size=1,
+                                         max_size=self.settings.worker_concurrency + 2)
+            except _TRANSIENT as error:
+                log.warning("database not reachable yet: %s", error)
+                await self._pause(backoff)
+                backoff = min(backoff * 2, 3.0)
+        return None
+
+    async def _prepare(self, pool: asyncpg.Pool[Any]) -> None:
+        lifecycle = TaskLifecycle(pool, self.worker_id, self.settings.worker_lease_ms)
+        released = await lifecycle.release_leases()
+        if released:
+            log.warning("released %d task(s) this worker id held before it died", released,
+                        extra={"step": "recover", "count": released})
+        self._clean_temp_dir()
+        self._processor = MessageProcessor(lifecycle, self.settings, self._dead_letter)
+
+    def _clean_temp_dir(self) -> None:
+        """Clones left by a crashed run of this worker are removed before new work starts."""
+        try:
+            from service.worker.jobs.git_clone import cleanup_stale_clones
+        except ImportError:
+            return
+        cleanup_stale_clones(self.settings.temp_dir)
+
+    async def _consume_until_stopped(self) -> None:
+        backoff = 0.2
+        while not self._stopping.is_set():
+            try:
+                await self._session()
+                backoff = 0.2
+            except _TRANSIENT as error:
+                log.warning("broker session ended: %s; reconnecting", error, extra={"step": "consume"})
+                await self._pause(backoff)
+                backoff = min(backoff * 2, 3.0)
+            finally:
+                self._consuming = False
+        await self._drain()
+
+    async def _session(self) -> None:
+        connection = await aio_pika.connect(self.settings.rabbit_url, timeout=10)
+        try:
+            channel = await connection.channel(publisher_confirms=True)
+            await channel.set_qos(prefetch_count=self.settings.rabbit_prefetch)
+            await declare_topology(channel, delivery_limit=self.settings.rabbit_delivery_limit,
+                                   max_retries=self.settings.max_retries,
+                                   retry_base_ms=self.settings.retry_base_ms)
+            self._dlx = await channel.get_exchange(DEAD_LETTER_EXCHANGE, ensure=False)
+            for queue in JOB_QUEUES.values():
+                declared = await channel.get_queue(queue.name, ensure=False)
+                await declared.consume(self._on_message)
+            self._consuming = True
+            log.info("consuming", extra={"step": "consume", "workerId": self.worker_id})
+            await self._watch(channel)
+        finally:
+            self._consuming = False
+            if self._stopping.is_set():
+                await self._finish_inflight()
+            await asyncio.gather(connection.close(), return_exceptions=True)
+
+    async def _watch(self, channel: AbstractChannel) -> None:
+        """Returns when stopping; raises when the channel closed or a consumer was cancelled."""
+        while not self._stopping.is_set():
+            await self._pause(_WATCH_INTERVAL_S)
+            if channel.is_closed:
+                raise ConnectionError("channel closed")
+            underlay = await channel.get_underlay_channel()
+            if len(underlay.consumers) < len(JOB_QUEUES):
+                raise ConnectionError(f"only {len(underlay.consumers)} of {len(JOB_QUEUES)} consumers left")
+        for tag in list((await channel.get_underlay_channel()).consumers):
+            await asyncio.gather(channel.channel.basic_cancel(tag), return_exceptions=True)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.ensure_future(self._handle(message))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _handle(self, message: AbstractIncomingMessage) -> None:
+        assert self._processor is not None
+        async with self._slots:
+            if self._stopping.is_set():
+                await asyncio.gather(message.nack(requeue=True), return_exceptions=True)
+                return
+            await self._processor.process(message)
+
+    async def _finish_inflight(self) -> None:
+        """Waits SHUTDOWN_GRACE_MS for running jobs; the rest are handed back."""
+        if not self._inflight:
+            return
+        grace = self.settings.shutdown_grace_ms / 1000
+        log.info("waiting up to %.1fs for %d job(s)", grace, len(self._inflight), extra={"step": "shutdown"})
+        _, pending = await asyncio.wait(set(self._inflight), timeout=grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _drain(self) -> None:
+        await asyncio.gather(*self._inflight, return_exceptions=True)
+
+    async def _dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
+        """A message that is not a task of ours goes to the DLQ with its reason in a header."""
+        assert self._dlx is not None
+        headers = dict(message.headers or {})
+        headers["x-ast-reason"] = reason[:500]
+        copy = aio_pika.Message(body=message.body, headers=headers, message_id=message.message_id,
+                                content_type=message.content_type,
+                                delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+        try:
+            await self._dlx.publish(copy, routing_key=message.routing_key or "", timeout=10)
+            await message.ack()
+        except Exception as error:  # noqa: BLE001 - fall back to the broker's own dead-lettering
+            log.warning("could not publish to the DLX (%s); rejecting instead", error)
+            await asyncio.gather(message.reject(requeue=False), return_exceptions=True)
+
+    async def _pause(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except TimeoutError:
+            pass

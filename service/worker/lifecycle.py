@@ -1,0 +1,215 @@
+"""The worker's side of a task's life in PostgreSQL: claim, report, and settle it.
+
+Each method is one short transaction on the locked task row, so a crash at any point leaves a
+state another worker can pick up: a live lease means "someone is on it", an expired lease means
+"take it over". Settling methods also write the inbox row of the message, so a second delivery of
+an already handled message is recognised and acknowledged unread.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import Enum
+from typing import Any
+
+import asyncpg
+
+from service.db import tasks as db
+from service.models import TERMINAL, Status
+
+Row = asyncpg.Record
+
+
+class Claim(Enum):
+    RUN = "run"  # the task is ours: run the job
+    SETTLED = "settled"  # nothing to do: ack the message
+    BUSY = "busy"  # another live worker holds it: wait and ask again
+    UNKNOWN = "unknown"  # no such task: poison message
+    DEAD_LETTER = "dead_letter"  # the task failed on claim (delivery limit): reject to the DLQ
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    claim: Claim
+    task: Row | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Failure:
+    code: str
+    message: str
+    dead_letter: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message}
+
+
+class TaskLifecycle:
+    def __init__(self, pool: asyncpg.Pool[Any], worker_id: str, lease_ms: int) -> None:
+        self._pool = pool
+        self.worker_id = worker_id
+        self._lease = timedelta(milliseconds=lease_ms)
+
+    async def claim(self, task_id: uuid.UUID, message_id: str | None, delivery_count: int,
+                    delivery_limit: int) -> ClaimResult:
+        async with self._pool.acquire() as conn, conn.transaction():
+            task = await db.lock_task(conn, task_id)
+            if task is None:
+                return ClaimResult(Claim.UNKNOWN, reason="no such task")
+            if await db.message_seen(conn, message_id):
+                return ClaimResult(Claim.SETTLED, task, "message already handled")
+            status = Status(task["status"])
+            if status in TERMINAL or status is Status.WAITING_FOR_EVENT:
+                await db.mark_message_done(conn, message_id, task_id, self.worker_id, "skipped")
+                return ClaimResult(Claim.SETTLED, task, f"task is {status}")
+            if status is Status.IN_PROGRESS and await self._lease_alive(conn, task):
+                return ClaimResult(Claim.BUSY, task, f"held by {task['locked_by']}")
+            if delivery_count >= delivery_limit:
+                failure = Failure("DELIVERY_LIMIT", f"delivered {delivery_count + 1} times without finishing "
+                                  "(the worker died each time)", dead_letter=True)
+                await self._fail(conn, task, failure, message_id)
+                return ClaimResult(Claim.DEAD_LETTER, task, "delivery limit reached")
+            started = await db.change_status(
+                conn, task, Status.IN_PROGRESS, worker_id=self.worker_id,
+                message="started" if status is not Status.IN_PROGRESS else "taken over after a lost worker",
+                attempt=task["attempt"] + 1, progress=0, state="started", locked_by=self.worker_id,
+                lease_until=await self._lease_end(conn), started_at=task["started_at"] or db.now(),
+            )
+            return ClaimResult(Claim.RUN, started)
+
+    async def _lease_alive(self, conn: db.Conn, task: Row) -> bool:
+        if task["lease_until"] is None:
+            return False
+        return bool(await conn.fetchval("SELECT $1::timestamptz > clock_timestamp()", task["lease_until"]))
+
+    async def _lease_end(self, conn: db.Conn) -> Any:
+        return await conn.fetchval("SELECT clock_timestamp() + $1::interval", self._lease)
+
+    async def _owned(self, conn: db.Conn, task_id: uuid.UUID) -> Row | None:
+        """The locked task when it is still ours and running; None when cancelled or taken over."""
+        task = await db.lock_task(conn, task_id)
+        if task is None or task["status"] != Status.IN_PROGRESS or task["locked_by"] != self.worker_id:
+            return None
+        return task
+
+    async def status_of(self, task_id: uuid.UUID) -> str | None:
+        async with self._pool.acquire() as conn:
+            value = await conn.fetchval("SELECT status FROM tasks WHERE task_id = $1", task_id)
+            return None if value is None else str(value)
+
+    async def report(self, task_id: uuid.UUID, progress: int | None, state: str | None) -> bool:
+        """Records progress and extends the lease; False when the task is no longer ours to run."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            task = await self._owned(conn, task_id)
+            if task is None:
+                return False
+            await conn.execute("UPDATE tasks SET lease_until = $2 WHERE task_id = $1", task_id,
+                               await self._lease_end(conn))
+            await db.report_progress(conn, task, progress=progress, state=state, worker_id=self.worker_id)
+            return True
+
+    async def heartbeat(self, task_id: uuid.UUID) -> bool:
+        async with self._pool.acquire() as conn:
+            updated = await conn.execute(
+                """UPDATE tasks SET lease_until = clock_timestamp() + $3::interval
+                   WHERE task_id = $1 AND locked_by = $2 AND status = 'IN_PROGRESS'""",
+                task_id, self.worker_id, self._lease,
+            )
+            return str(updated).endswith(" 1")
+
+    async def complete(self, task_id: uuid.UUID, result: dict[str, Any], message_id: str | None) -> bool:
+        async with self._pool.acquire() as conn, conn.transaction():
+            task = await self._owned(conn, task_id)
+            if task is None:
+                await db.mark_message_done(conn, message_id, task_id, self.worker_id, "lost")
+                return False
+            await db.insert_result(conn, task, result, self.worker_id)
+            done = await db.change_status(conn, task, Status.COMPLETED, worker_id=self.worker_id,
+                                          message="completed", progress=100, result=result, state="completed")
+            await db.enqueue_event(conn, done, "task.completed")
+            await db.mark_message_done(conn, message_id, task_id, self.worker_id, "completed")
+            return True
+
+    async def wait_for_event(self, task_id: uuid.UUID, event_type: str, key: str, message_id: str | None) -> bool:
+        async with self._pool.acquire() as conn, conn.transaction():
+            task = await self._owned(conn, task_id)
+            if task is not None:
+                waiting = await db.change_status(
+                    conn, task, Status.WAITING_FOR_EVENT, worker_id=self.worker_id,
+                    message=f"waiting for {event_type}/{key}", wait_event_type=event_type,
+                    wait_event_key=key, locked_by=None, lease_until=None, state="waiting",
+                )
+                await db.enqueue_event(conn, waiting, "task.waiting")
+            await db.mark_message_done(conn, message_id, task_id, self.worker_id, "waiting")
+            return task is not None
+
+    async def retry(self, task_id: uuid.UUID, failure: Failure, retry_queue_for: Any,
+                    message_id: str | None) -> bool:
+        """RETRYING and a delayed message, or FAILED when retries are used up. True if retried."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            task = await self._owned(conn, task_id)
+            if task is None:
+                await db.mark_message_done(conn, message_id, task_id, self.worker_id, "lost")
+                return True
+            if task["retry_count"] >= task["max_retries"]:
+                exhausted = Failure("RETRIES_EXHAUSTED", f"gave up after {task['retry_count']} retries; "
+                                    f"last error {failure.code}: {failure.message}", dead_letter=True)
+                await self._fail(conn, task, exhausted, message_id)
+                return False
+            retry_count = task["retry_count"] + 1
+            retrying = await db.change_status(
+                conn, task, Status.RETRYING, worker_id=self.worker_id, message=f"{failure.code}: {failure.message}",
+                retry_count=retry_count, error=failure.as_json(), locked_by=None, lease_until=None,
+                state="retrying",
+            )
+            await db.enqueue_retry(conn, retrying, retry_queue_for(retry_count))
+            await db.enqueue_event(conn, retrying, "task.retrying")
+            await db.mark_message_done(conn, message_id, task_id, self.worker_id, "retrying")
+            return True
+
+    async def fail(self, task_id: uuid.UUID, failure: Failure, message_id: str | None) -> bool:
+        async with self._pool.acquire() as conn, conn.transaction():
+            task = await self._owned(conn, task_id)
+            if task is None:
+                await db.mark_message_done(conn, message_id, task_id, self.worker_id, "lost")
+                return False
+            await self._fail(conn, task, failure, message_id)
+            return True
+
+    async def _fail(self, conn: db.Conn, task: Row, failure: Failure, message_id: str | None) -> None:
+        failed = await db.change_status(conn, task, Status.FAILED, worker_id=self.worker_id,
+                                        message=f"{failure.code}: {failure.message}", error=failure.as_json(),
+                                        dead_lettered=failure.dead_letter, state="failed")
+        await db.enqueue_event(conn, failed, "task.failed")
+        await db.mark_message_done(conn, message_id, task["task_id"], self.worker_id, "failed")
+
+    async def hand_back(self, task_id: uuid.UUID, message_id: str | None) -> bool:
+        """Shutdown past the grace period: PENDING again with a fresh job message, the old one acked."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            task = await self._owned(conn, task_id)
+            if task is None:
+                return False
+            pending = await db.change_status(conn, task, Status.PENDING, worker_id=self.worker_id,
+                                             message="handed back: worker shutting down", locked_by=None,
+                                             lease_until=None, state="handed back")
+            await db.enqueue_job(conn, pending)
+            await db.mark_message_done(conn, message_id, task_id, self.worker_id, "handed_back")
+            return True
+
+    async def release_leases(self) -> int:
+        """At start: leases this worker id held before a crash are expired, so redeliveries run at once."""
+        async with self._pool.acquire() as conn:
+            result = await conn.execute(
+                """UPDATE tasks SET lease_until = clock_timestamp()
+                   WHERE locked_by = $1 AND status = 'IN_PROGRESS'""",
+                self.worker_id,
+            )
+            return int(str(result).split()[-1])
+
+    async def task_result(self, task_id: uuid.UUID) -> tuple[str, dict[str, Any] | None] | None:
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow("SELECT status, result FROM tasks WHERE task_id = $1", task_id)
+            return None if row is None else (row["status"], row["result"])

@@ -1,0 +1,106 @@
+"""Cross-cutting concerns around every job, in the manner of dramatiq's middleware: metrics,
+structured logging and the job timeout wrap the handler instead of living in the consume loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from service.errors import RetryableJobError, ShutdownHandBack, TaskCancelled, TerminalJobError, WaitForEvent
+from service.worker.context import TaskContext
+
+Handler = Callable[[TaskContext], Awaitable[dict[str, Any]]]
+
+JOBS_TOTAL = Counter("ast_worker_jobs_total", "Jobs finished by outcome", ["status", "type"])
+JOB_DURATION = Histogram(
+    "ast_worker_job_duration_seconds", "Job run time", ["type"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
+)
+CURRENT_TASKS = Gauge("ast_worker_current_tasks", "Jobs running in this worker")
+
+log = logging.getLogger("ast.worker.job")
+
+
+class Middleware(Protocol):
+    async def __call__(self, ctx: TaskContext, call_next: Handler) -> dict[str, Any]: ...
+
+
+def outcome_of(error: BaseException | None) -> str:
+    """The `status` label of a finished job."""
+    if error is None:
+        return "completed"
+    kinds: list[tuple[type[BaseException], str]] = [
+        (WaitForEvent, "waiting"), (TaskCancelled, "cancelled"), (RetryableJobError, "retryable"),
+        (TerminalJobError, "failed"), (ShutdownHandBack, "handed_back"), (asyncio.CancelledError, "handed_back"),
+    ]
+    return next((label for kind, label in kinds if isinstance(error, kind)), "error")
+
+
+class MetricsMiddleware:
+    async def __call__(self, ctx: TaskContext, call_next: Handler) -> dict[str, Any]:
+        CURRENT_TASKS.inc()
+        started = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            return await call_next(ctx)
+        except BaseException as raised:
+            error = raised
+            raise
+        finally:
+            CURRENT_TASKS.dec()
+            JOB_DURATION.labels(ctx.task_type).observe(time.perf_counter() - started)
+            JOBS_TOTAL.labels(outcome_of(error), ctx.task_type).inc()
+
+
+class LoggingMiddleware:
+    async def __call__(self, ctx: TaskContext, call_next: Handler) -> dict[str, Any]:
+        extra = {"taskId": str(ctx.task_id), "type": ctx.task_type, "attempt": ctx.attempt}
+        log.info("job started", extra={**extra, "step": "start"})
+        started = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            return await call_next(ctx)
+        except BaseException as raised:
+            error = raised
+            raise
+        finally:
+            duration_ms = round((time.perf_counter() - started) * 1000, 1)
+            outcome = outcome_of(error)
+            level = logging.WARNING if outcome in {"failed", "error", "retryable"} else logging.INFO
+            detail = f": {type(error).__name__}: {error}" if error is not None and outcome != "completed" else ""
+            log.log(level, f"job {outcome}{detail}", extra={**extra, "step": "finish", "durationMs": duration_ms})
+
+
+class TimeoutMiddleware:
+    """A job past its time limit is cancelled and counts as a retryable failure."""
+
+    def __init__(self, default_timeout_ms: int) -> None:
+        self._default_ms = default_timeout_ms
+
+    async def __call__(self, ctx: TaskContext, call_next: Handler) -> dict[str, Any]:
+        timeout_ms = ctx.payload.get("timeoutMs") if ctx.task_type == "simulate" else None
+        limit_ms = int(timeout_ms) if isinstance(timeout_ms, int) else self._default_ms
+        try:
+            return await asyncio.wait_for(call_next(ctx), limit_ms / 1000)
+        except TimeoutError:
+            raise RetryableJobError(f"job exceeded its time limit of {limit_ms} ms", code="JOB_TIMEOUT") from None
+
+
+def chain(handler: Handler, middlewares: Sequence[Middleware]) -> Handler:
+    """Wraps `handler` so the first middleware is the outermost."""
+    wrapped = handler
+    for middleware in reversed(middlewares):
+        wrapped = _bind(middleware, wrapped)
+    return wrapped
+
+
+def _bind(middleware: Middleware, call_next: Handler) -> Handler:
+    async def run(ctx: TaskContext) -> dict[str, Any]:
+        return await middleware(ctx, call_next)
+
+    return run

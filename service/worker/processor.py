@@ -1,0 +1,230 @@
+"""One job message from delivery to acknowledgement.
+
+The message is settled only after PostgreSQL holds the outcome: ack for completed, retried, waiting,
+cancelled and duplicate work; reject (requeue=False) for what must land in the dead-letter queue.
+RabbitMQ 4.3 counts only rejects toward the delivery limit, so dead-lettering never uses nack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+from aio_pika.abc import AbstractIncomingMessage
+
+from service.broker.topology import JOB_QUEUES, retry_delay_ms
+from service.config import Settings
+from service.errors import (
+    RetryableJobError,
+    TaskCancelled,
+    TaskNotRunnable,
+    TerminalJobError,
+    WaitForEvent,
+)
+from service.models import Status, TaskType
+from service.worker.jobs import job_for
+from service.worker.lifecycle import Claim, Failure, TaskLifecycle
+from service.worker.middleware import LoggingMiddleware, MetricsMiddleware, TimeoutMiddleware, chain
+
+log = logging.getLogger("ast.worker")
+T = TypeVar("T")
+DeadLetter = Callable[[AbstractIncomingMessage, str], Awaitable[None]]
+_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError)
+_BUSY_POLL_S = 0.5
+
+
+class PoisonMessage(Exception):
+    """A message that is not a job of ours; it goes to the DLQ with this reason."""
+
+
+@dataclass(frozen=True)
+class JobMessage:
+    task_id: uuid.UUID
+    task_type: TaskType
+    retry_count: int
+    message_id: str | None
+    delivery_count: int
+
+    @classmethod
+    def parse(cls, message: AbstractIncomingMessage) -> JobMessage:
+        try:
+            body = json.loads(message.body)
+            task_id = uuid.UUID(str(body["taskId"]))
+            task_type = TaskType(body["type"])
+            retry_count = int(body.get("retryCount", 0))
+        except (ValueError, KeyError, TypeError) as error:
+            raise PoisonMessage(f"unreadable job message: {type(error).__name__}: {error}") from None
+        count = (message.headers or {}).get("x-delivery-count", 0)
+        delivery_count = int(count) if isinstance(count, int | str) and str(count).isdigit() else 0
+        return cls(task_id, task_type, retry_count, message.message_id, delivery_count)
+
+
+class PostgresTaskContext:
+    """The TaskContext of a running job; a report on a cancelled task raises TaskCancelled."""
+
+    def __init__(self, lifecycle: TaskLifecycle, task: asyncpg.Record, settings: Settings) -> None:
+        self._lifecycle = lifecycle
+        self.task_id: uuid.UUID = task["task_id"]
+        self.task_type: str = task["type"]
+        self.payload: dict[str, Any] = task["payload"]
+        self.attempt: int = task["attempt"]
+        self.retry_count: int = task["retry_count"]
+        self.resume_data: dict[str, Any] | None = task["resume_data"]
+        self.temp_dir: Path = settings.temp_dir
+        self.artifacts_dir: Path = settings.artifacts_dir
+
+    async def update(self, *, progress: int | None = None, state: str | None = None) -> None:
+        if not await self._lifecycle.report(self.task_id, progress, state):
+            await self.raise_if_lost()
+
+    async def raise_if_lost(self) -> None:
+        status = await self._lifecycle.status_of(self.task_id)
+        if status == Status.CANCELLED:
+            raise TaskCancelled(f"task {self.task_id} was cancelled")
+        raise TaskNotRunnable(f"task {self.task_id} is no longer ours ({status})")
+
+    async def fetch_result(self, task_id: uuid.UUID) -> tuple[str, dict[str, Any] | None] | None:
+        return await self._lifecycle.task_result(task_id)
+
+
+class MessageProcessor:
+    def __init__(self, lifecycle: TaskLifecycle, settings: Settings, dead_letter: DeadLetter) -> None:
+        self._lifecycle = lifecycle
+        self._settings = settings
+        self._dead_letter = dead_letter
+        self._middlewares = [MetricsMiddleware(), LoggingMiddleware(), TimeoutMiddleware(settings.job_timeout_ms)]
+
+    async def process(self, message: AbstractIncomingMessage) -> None:
+        try:
+            job = JobMessage.parse(message)
+        except PoisonMessage as poison:
+            log.error("poison message sent to the DLQ: %s", poison, extra={"messageId": message.message_id})
+            await self._dead_letter(message, str(poison))
+            return
+        try:
+            await self._process_job(message, job)
+        except _DB_ERRORS as error:
+            log.error("database unavailable, message returned to the queue: %s", error,
+                      extra={"taskId": str(job.task_id)})
+            await _settle(message.nack(requeue=True))
+
+    async def _process_job(self, message: AbstractIncomingMessage, job: JobMessage) -> None:
+        while True:
+            claim = await self._db(lambda: self._lifecycle.claim(
+                job.task_id, job.message_id, job.delivery_count, self._settings.rabbit_delivery_limit))
+            if claim.claim is not Claim.BUSY:
+                break
+            await asyncio.sleep(_BUSY_POLL_S)
+        if claim.claim is Claim.UNKNOWN:
+            await self._dead_letter(message, f"task {job.task_id} does not exist")
+        elif claim.claim is Claim.DEAD_LETTER:
+            log.warning("task failed: %s", claim.reason, extra={"taskId": str(job.task_id)})
+            await _settle(message.reject(requeue=False))
+        elif claim.claim is Claim.SETTLED:
+            log.info("message settled without work: %s", claim.reason, extra={"taskId": str(job.task_id)})
+            await _settle(message.ack())
+        else:
+            assert claim.task is not None
+            await self._run(message, job, claim.task)
+
+    async def _run(self, message: AbstractIncomingMessage, job: JobMessage, task: asyncpg.Record) -> None:
+        ctx = PostgresTaskContext(self._lifecycle, task, self._settings)
+        handler = chain(job_for(job.task_type), self._middlewares)
+        runner = asyncio.ensure_future(handler(ctx))
+        watcher = asyncio.ensure_future(self._watch(ctx, runner))
+        try:
+            result = await runner
+        except asyncio.CancelledError:
+            if watcher.done() and watcher.result():
+                return await self._settle_cancelled(message, ctx)
+            await self._hand_back(message, job)
+            raise
+        except BaseException as error:  # noqa: BLE001 - every job outcome is settled below
+            return await self._settle_error(message, job, error)
+        finally:
+            watcher.cancel()
+        ok = await self._db(lambda: self._lifecycle.complete(job.task_id, result, job.message_id))
+        if not ok:
+            log.warning("result dropped: the task was cancelled or taken over", extra={"taskId": str(job.task_id)})
+        await _settle(message.ack())
+
+    async def _watch(self, ctx: PostgresTaskContext, runner: asyncio.Future[Any]) -> bool:
+        """Extends the lease; stops the job when its task is cancelled or taken over. True if so."""
+        interval = min(1.0, self._settings.worker_lease_ms / 3000)
+        while not runner.done():
+            await asyncio.sleep(interval)
+            try:
+                alive = await self._lifecycle.heartbeat(ctx.task_id)
+            except _DB_ERRORS:
+                continue
+            if not alive and not runner.done():
+                runner.cancel()
+                return True
+        return False
+
+    async def _settle_cancelled(self, message: AbstractIncomingMessage, ctx: PostgresTaskContext) -> None:
+        log.info("job stopped: its task was cancelled or taken over", extra={"taskId": str(ctx.task_id)})
+        await _settle(message.ack())
+
+    async def _settle_error(self, message: AbstractIncomingMessage, job: JobMessage, error: BaseException) -> None:
+        if isinstance(error, WaitForEvent):
+            await self._db(lambda: self._lifecycle.wait_for_event(job.task_id, error.event_type, error.key,
+                                                                   job.message_id))
+            await _settle(message.ack())
+        elif isinstance(error, TaskCancelled | TaskNotRunnable):
+            await _settle(message.ack())
+        elif isinstance(error, TerminalJobError):
+            failure = Failure(error.code, error.message, dead_letter=True)
+            failed = await self._db(lambda: self._lifecycle.fail(job.task_id, failure, job.message_id))
+            await _settle(message.reject(requeue=False) if failed else message.ack())
+        else:
+            await self._retry(message, job, error)
+
+    async def _retry(self, message: AbstractIncomingMessage, job: JobMessage, error: BaseException) -> None:
+        if isinstance(error, RetryableJobError):
+            failure = Failure(error.code, error.message, dead_letter=False)
+        else:
+            log.exception("job raised an unexpected error", exc_info=error, extra={"taskId": str(job.task_id)})
+            failure = Failure("INTERNAL_ERROR", f"{type(error).__name__}: {error}", dead_letter=False)
+        queue = JOB_QUEUES[job.task_type]
+
+        def retry_queue(retry_count: int) -> str:
+            return queue.retry_queue(retry_delay_ms(retry_count, self._settings.retry_base_ms))
+
+        acked = await self._db(lambda: self._lifecycle.retry(job.task_id, failure, retry_queue, job.message_id))
+        await _settle(message.ack() if acked else message.reject(requeue=False))
+
+    async def _hand_back(self, message: AbstractIncomingMessage, job: JobMessage) -> None:
+        try:
+            handed = await asyncio.wait_for(self._lifecycle.hand_back(job.task_id, job.message_id), 5)
+        except (*_DB_ERRORS, asyncio.CancelledError):
+            handed = False
+        await _settle(message.ack() if handed else message.nack(requeue=True))
+        log.info("job handed back on shutdown", extra={"taskId": str(job.task_id), "step": "shutdown"})
+
+    async def _db(self, operation: Callable[[], Awaitable[T]]) -> T:
+        """Rides out a short database outage (a restart) before giving the message back."""
+        delay = 0.2
+        for _ in range(12):
+            try:
+                return await operation()
+            except _DB_ERRORS as error:
+                log.warning("database call failed, retrying: %s", error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 3.0)
+        return await operation()
+
+
+async def _settle(action: Awaitable[None]) -> None:
+    """Ack/reject on a channel that died is harmless: the broker redelivers, the inbox dedupes."""
+    try:
+        await action
+    except Exception as error:  # noqa: BLE001 - any channel failure means the broker redelivers
+        log.warning("could not settle message (channel gone, it will be redelivered): %s", error)
