@@ -17,7 +17,7 @@ import aiormq
 import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 
-from service.broker.topology import declare_topology
+from service.broker.topology import EVENTS_EXCHANGE, declare_topology
 from service.config import Settings
 from service.db.pool import create_pool
 
@@ -26,6 +26,7 @@ log = logging.getLogger("ast.relay")
 _CLAIM = """SELECT outbox_id, message_id, exchange, routing_key, body, headers, priority, task_id
             FROM outbox WHERE sent_at IS NULL ORDER BY outbox_id LIMIT $1 FOR UPDATE SKIP LOCKED"""
 _MARK_SENT = "UPDATE outbox SET sent_at = clock_timestamp(), attempts = attempts + 1 WHERE outbox_id = ANY($1)"
+_MARK_FAILED = "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE outbox_id = $1"
 _TRANSIENT = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, aiormq.exceptions.AMQPError,
               aio_pika.exceptions.AMQPException, asyncio.TimeoutError, ConnectionError)
 _MAX_BACKOFF_S = 2.0
@@ -64,16 +65,27 @@ class OutboxRelay:
         self._wakeup.set()
 
     async def publish_batch(self) -> int:
-        """Claims, publishes with confirms, marks sent; one transaction per batch."""
+        """Claims a batch, publishes it with confirms, marks what the broker confirmed as sent.
+
+        A row the broker refused stays unsent with its error recorded and is tried again next round;
+        it never holds back the rest of the batch.
+        """
         assert self._pool is not None and self._channel is not None
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(_CLAIM, self._settings.relay_batch_size)
             if not rows:
                 return 0
-            await asyncio.gather(*(self._publish(row) for row in rows))
-            await conn.execute(_MARK_SENT, [row["outbox_id"] for row in rows])
-        self.published += len(rows)
-        return len(rows)
+            outcomes = await asyncio.gather(*(self._publish(row) for row in rows), return_exceptions=True)
+            sent = [row["outbox_id"] for row, outcome in zip(rows, outcomes, strict=True) if outcome is None]
+            await conn.execute(_MARK_SENT, sent)
+            for row, outcome in zip(rows, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    await conn.execute(_MARK_FAILED, row["outbox_id"], f"{type(outcome).__name__}: {outcome}"[:500])
+        self.published += len(sent)
+        if len(sent) < len(rows):
+            failure = next(o for o in outcomes if isinstance(o, BaseException))
+            raise ConnectionError(f"{len(rows) - len(sent)} of {len(rows)} messages not confirmed: {failure}")
+        return len(sent)
 
     async def _publish(self, row: asyncpg.Record) -> None:
         assert self._channel is not None
@@ -87,7 +99,9 @@ class OutboxRelay:
             headers=row["headers"] or {},
             correlation_id=str(row["task_id"]) if row["task_id"] else None,
         )
-        await exchange.publish(message, routing_key=row["routing_key"], mandatory=True, timeout=10)
+        # Events may have no listener; a job message that no queue takes is an error worth retrying.
+        mandatory = row["exchange"] != EVENTS_EXCHANGE
+        await exchange.publish(message, routing_key=row["routing_key"], mandatory=mandatory, timeout=10)
 
     async def _exchange(self, name: str) -> AbstractExchange:
         assert self._channel is not None

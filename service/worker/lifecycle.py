@@ -128,7 +128,8 @@ class TaskLifecycle:
                 return False
             await db.insert_result(conn, task, result, self.worker_id)
             done = await db.change_status(conn, task, Status.COMPLETED, worker_id=self.worker_id,
-                                          message="completed", progress=100, result=result, state="completed")
+                                          message="completed", progress=100, result=result, state="completed",
+                                          error=None)
             await db.enqueue_event(conn, done, "task.completed")
             await db.mark_message_done(conn, message_id, task_id, self.worker_id, "completed")
             return True
