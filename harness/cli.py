@@ -1,0 +1,94 @@
+"""The `harness` command line: one Typer app; each command lives in its own small function."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Test harness of the AST job service.", no_args_is_help=True, add_completion=False)
+
+
+@app.callback()
+def _root() -> None:
+    """Test harness of the AST job service: up, gate, drill, load, check, report."""
+
+
+def parse_env_overrides(pairs: list[str]) -> dict[str, str]:
+    """`KEY=VALUE` strings into a dict; a pair without '=' is a usage error, not a silent skip."""
+    overrides: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--env")
+        overrides[key] = value
+    return overrides
+
+
+def new_run_dir(kind: str, root: Path = Path("reports/out")) -> Path:
+    """`reports/out/<timestamp>-<kind>/` plus the `latest` symlink pointing at it."""
+    run_dir = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    latest = root / "latest"
+    if latest.is_symlink() or latest.exists():
+        latest.unlink()
+    latest.symlink_to(run_dir.name)
+    return run_dir
+
+
+def _wait_for_stop_signal() -> int:
+    """Block until SIGINT or SIGTERM; returns the signal number."""
+    received: list[int] = []
+    done = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        done.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)
+    while not done.wait(1.0):
+        pass
+    return received[0]
+
+
+@app.command()
+def up(
+    workers: Annotated[int, typer.Option(min=0, help="Number of ast-worker processes.")] = 2,
+    env: Annotated[list[str] | None, typer.Option("--env", help="KEY=VALUE for the services.")] = None,
+    services: Annotated[bool, typer.Option(help="Start API, relay and workers (else servers only).")] = True,
+    run_dir: Annotated[Path | None, typer.Option(help="Run directory (default reports/out/<ts>-up).")] = None,
+) -> None:
+    """Start RabbitMQ, PostgreSQL, the API, N workers and the relay; Ctrl-C stops all."""
+    from harness.stack.local import LocalStack
+
+    stack = LocalStack(
+        run_dir or new_run_dir("up"), workers=workers, services=services, env=parse_env_overrides(env or [])
+    )
+    try:
+        endpoints = stack.start()
+        typer.echo(f"API                 {endpoints.api_url or '(services disabled)'}")
+        typer.echo(f"PostgreSQL          {endpoints.postgres_dsn}")
+        typer.echo(f"RabbitMQ            {endpoints.amqp_url}")
+        typer.echo(f"RabbitMQ management {endpoints.management_url}")
+        typer.echo(f"logs                {stack.log_dir}")
+        typer.echo(f"ready in {stack.timings['total_s']:.2f}s  {stack.timings}")
+        typer.echo(endpoints.export_line(), nl=True)
+        signum = _wait_for_stop_signal()
+        typer.echo(f"{signal.Signals(signum).name}: stopping", err=True)
+    finally:
+        stack.stop()
+    typer.echo("stopped; nothing left running", err=True)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
