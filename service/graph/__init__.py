@@ -1,0 +1,1 @@
+"""The repository graph: parse source files, link them, store the graph, query its impact."""
