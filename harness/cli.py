@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -28,17 +27,6 @@ def parse_env_overrides(pairs: list[str]) -> dict[str, str]:
             raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--env")
         overrides[key] = value
     return overrides
-
-
-def new_run_dir(kind: str, root: Path = Path("reports/out")) -> Path:
-    """`reports/out/<timestamp>-<kind>/` plus the `latest` symlink pointing at it."""
-    run_dir = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    latest = root / "latest"
-    if latest.is_symlink() or latest.exists():
-        latest.unlink()
-    latest.symlink_to(run_dir.name)
-    return run_dir
 
 
 def _wait_for_stop_signal() -> int:
@@ -66,6 +54,7 @@ def up(
 ) -> None:
     """Start RabbitMQ, PostgreSQL, the API, N workers and the relay; Ctrl-C stops all."""
     from harness.stack.local import LocalStack
+    from harness.stack.rundir import new_run_dir
 
     stack = LocalStack(
         run_dir or new_run_dir("up"), workers=workers, services=services, env=parse_env_overrides(env or [])

@@ -52,6 +52,7 @@ class LocalStack:
 
     `services=False` starts only the two servers, for tests of the harness itself.
     `env` overrides the service environment (e.g. {"RETRY_BASE_MS": "200"}).
+    `own_thread=True` runs the sync wrappers' coroutines on a helper thread (under pytest-asyncio).
     """
 
     def __init__(
@@ -63,6 +64,7 @@ class LocalStack:
         env: Mapping[str, str] | None = None,
         show_progress: bool = True,
         ready_timeout: float = 90.0,
+        own_thread: bool = False,
     ) -> None:
         self.run_dir = run_dir
         self.log_dir = run_dir / "logs"
@@ -72,6 +74,7 @@ class LocalStack:
         self.env_overrides = dict(env or {})
         self.show_progress = show_progress
         self.ready_timeout = ready_timeout
+        self.own_thread = own_thread
         self.timings: dict[str, float] = {}
         self.tmp_dir: Path | None = None
         self.rabbit: RabbitNode | None = None
@@ -100,7 +103,7 @@ class LocalStack:
 
     def start(self) -> StackEndpoints:
         """Start everything and wait until each part answers its readiness probe."""
-        return run_sync(self.astart())
+        return run_sync(self.astart(), own_thread=self.own_thread)
 
     async def astart(self) -> StackEndpoints:
         """The async form of `start()`; on any failure everything started so far is stopped."""
@@ -251,7 +254,7 @@ class LocalStack:
         with self._lock:
             service = self._new_worker()
             service.process.start()
-        run_sync(self._wait_service(service))
+        run_sync(self._wait_service(service), own_thread=self.own_thread)
         return service.process.name
 
     def remove_worker(self, name: str) -> int | None:
@@ -268,7 +271,7 @@ class LocalStack:
         """SIGTERM and start again (one step of a rolling restart); waits until ready."""
         service = self.workers[name]
         service.process.restart(timeout=self.stop_grace_s)
-        run_sync(self._wait_service(service))
+        run_sync(self._wait_service(service), own_thread=self.own_thread)
 
     def kill_relay(self) -> None:
         self._require(self.relay).process.kill()
@@ -283,7 +286,7 @@ class LocalStack:
         """Start the API again after `kill_api()` (or restart a running one) and wait for /ready."""
         api = self._require(self.api)
         api.process.restart()
-        run_sync(self._wait_service(api))
+        run_sync(self._wait_service(api), own_thread=self.own_thread)
 
     @staticmethod
     def _require(service: ServiceProcess | None) -> ServiceProcess:

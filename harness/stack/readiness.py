@@ -53,16 +53,18 @@ async def http_ok(url: str, *, auth: tuple[str, str] | None = None, timeout: flo
         raise RuntimeError(f"GET {url} -> {response.status_code}")
 
 
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+def run_sync(coro: Coroutine[Any, Any, T], *, own_thread: bool = False) -> T:
     """Run a coroutine from sync code, even when the caller already runs an event loop.
 
-    Children are forked on the spawner thread, so running the coroutine on a helper thread
-    does not weaken the no-orphan guarantee.
+    `own_thread=True` always uses a helper thread: asyncio.run() on the main thread would
+    reset the thread's current loop, which pytest-asyncio's session loop relies on. Children
+    are forked on the spawner thread, so a helper thread does not weaken the no-orphan guarantee.
     """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
+    if not own_thread:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(coro)
     box: dict[str, Any] = {}
 
     def target() -> None:
