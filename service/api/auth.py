@@ -1,0 +1,51 @@
+"""Bearer-token authentication as pure ASGI middleware, so it guards every route, known or not.
+
+An empty `API_TOKENS` disables it. Probes and docs stay open: orchestrators and scrapers call them
+without credentials. Tokens are compared in constant time and never logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.api.errors import error_response
+
+EXEMPT_PATHS = frozenset({"/health", "/ready", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect",
+                          "/redoc"})
+
+
+class BearerAuth:
+    def __init__(self, app: ASGIApp, tokens: list[str]) -> None:
+        self.app = app
+        self._tokens = [token.encode() for token in tokens]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self._tokens or scope["path"] in EXEMPT_PATHS:
+            await self.app(scope, receive, send)
+            return
+        if self._authorized(scope):
+            await self.app(scope, receive, send)
+            return
+        response = error_response(
+            401, "UNAUTHORIZED", "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+        )
+        await response(scope, receive, send)
+
+    def _authorized(self, scope: Scope) -> bool:
+        header = _header(scope, b"authorization")
+        if header is None:
+            return False
+        scheme, _, token = header.partition(b" ")
+        if scheme.lower() != b"bearer" or not token.strip():
+            return False
+        presented = token.strip()
+        return any(hmac.compare_digest(presented, known) for known in self._tokens)
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return bytes(value)
+    return None

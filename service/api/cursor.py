@@ -1,0 +1,29 @@
+"""The opaque keyset cursor of `GET /tasks`: base64url of the last row's (created_at, task_id)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from datetime import datetime
+
+from service.api.errors import ApiError
+
+
+def encode_cursor(created_at: datetime, task_id: uuid.UUID) -> str:
+    raw = json.dumps([created_at.isoformat(), str(task_id)], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """Raises a 422 ApiError for anything this module did not produce."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, task_id = json.loads(raw)
+        when = datetime.fromisoformat(created)
+        if when.tzinfo is None:
+            raise ValueError("naive timestamp")
+        return when, uuid.UUID(task_id)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as error:
+        raise ApiError(422, "INVALID_CURSOR", "the cursor is not one this API returned") from error

@@ -1,0 +1,51 @@
+"""What a route needs from the app, as FastAPI dependencies: the pool, the broker, the settings."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import Depends, Request
+
+from service.api.broker import BrokerLink
+from service.api.errors import task_not_found
+from service.api.metrics import ApiMetrics
+from service.config import Settings
+
+ACQUIRE_TIMEOUT_S = 10.0
+
+
+def get_pool(request: Request) -> asyncpg.Pool[Any]:
+    pool: asyncpg.Pool[Any] = request.app.state.pool
+    return pool
+
+
+def get_broker(request: Request) -> BrokerLink:
+    broker: BrokerLink = request.app.state.broker
+    return broker
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_metrics(request: Request) -> ApiMetrics:
+    metrics: ApiMetrics = request.app.state.metrics
+    return metrics
+
+
+def parse_task_id(task_id: str) -> uuid.UUID:
+    """A path id that is not a UUID names no task: 404, the same as an unknown one."""
+    try:
+        return uuid.UUID(task_id)
+    except ValueError:
+        raise task_not_found(task_id[:100]) from None
+
+
+Pool = Annotated[asyncpg.Pool[Any], Depends(get_pool)]
+Broker = Annotated[BrokerLink, Depends(get_broker)]
+AppSettings = Annotated[Settings, Depends(get_settings)]
+Metrics = Annotated[ApiMetrics, Depends(get_metrics)]
+TaskId = Annotated[uuid.UUID, Depends(parse_task_id)]

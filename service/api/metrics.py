@@ -1,0 +1,65 @@
+"""Prometheus metrics of the API, in a registry per app so several apps can live in one process (tests).
+
+Requests are labelled by route template (`/tasks/{task_id}`), never by raw path, so ids do not
+explode the label set; unknown paths share one label.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+UNMATCHED_ROUTE = "unmatched"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class ApiMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "ast_api_requests_total", "HTTP requests by route template, method and status",
+            ["method", "route", "status"], registry=self.registry,
+        )
+        self.latency = Histogram(
+            "ast_api_request_duration_seconds", "HTTP request duration by route template",
+            ["method", "route"], registry=self.registry,
+        )
+        self.tasks_submitted = Counter(
+            "ast_api_tasks_submitted_total", "Tasks accepted (new, not idempotent replays) by type",
+            ["type"], registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class RequestMetrics:
+    """Pure ASGI middleware; reads the matched route from the scope after the app has routed it."""
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            route = getattr(scope.get("route"), "path", UNMATCHED_ROUTE)
+            method = str(scope.get("method", ""))
+            self.metrics.requests.labels(method, route, str(status)).inc()
+            self.metrics.latency.labels(method, route).observe(time.perf_counter() - started)
