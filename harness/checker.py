@@ -157,6 +157,8 @@ def check_no_lost_task(
     history: History, snapshot: Snapshot, expect: Expectations = _DEFAULT
 ) -> InvariantResult:
     """1. Every 202 taskId exists and settles (terminal, or WAITING_FOR_EVENT where expected)."""
+    if snapshot.postgres_error:
+        return _result(1, "no lost task", (), _pg_unknown(snapshot))
     violations = []
     for op in accepted_submits(history):
         if op.task_id not in snapshot.tasks_by_id:
