@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import asyncpg
 from fastapi import Depends, Request
@@ -15,9 +15,14 @@ from service.config import Settings
 
 ACQUIRE_TIMEOUT_S = 10.0
 
+if TYPE_CHECKING:
+    PgPool = asyncpg.Pool[Any]
+else:  # asyncpg.Pool is not subscriptable at run time, and FastAPI evaluates these annotations
+    PgPool = asyncpg.Pool
 
-def get_pool(request: Request) -> asyncpg.Pool[Any]:
-    pool: asyncpg.Pool[Any] = request.app.state.pool
+
+def get_pool(request: Request) -> PgPool:
+    pool: PgPool = request.app.state.pool
     return pool
 
 
@@ -44,7 +49,7 @@ def parse_task_id(task_id: str) -> uuid.UUID:
         raise task_not_found(task_id[:100]) from None
 
 
-Pool = Annotated[asyncpg.Pool[Any], Depends(get_pool)]
+Pool = Annotated[PgPool, Depends(get_pool)]
 Broker = Annotated[BrokerLink, Depends(get_broker)]
 AppSettings = Annotated[Settings, Depends(get_settings)]
 Metrics = Annotated[ApiMetrics, Depends(get_metrics)]

@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 
 from service.api import queries
+from service.api.deps import ACQUIRE_TIMEOUT_S
 from service.api.errors import UNAVAILABLE_ERRORS
 from service.api.schemas import Task
 from service.models import TERMINAL, Status
@@ -42,7 +43,7 @@ async def _next_version(pool: asyncpg.Pool[Any], last: asyncpg.Record) -> asyncp
     backoff = POLL_INTERVAL_S
     while True:
         try:
-            async with pool.acquire(timeout=10) as conn:
+            async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
                 row = await queries.fetch_task(conn, last["task_id"])
             backoff = POLL_INTERVAL_S
         except UNAVAILABLE_ERRORS as error:

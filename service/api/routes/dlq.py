@@ -19,7 +19,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from fastapi import APIRouter
 
 from service.api import queries
-from service.api.deps import Broker, Pool
+from service.api.deps import ACQUIRE_TIMEOUT_S, Broker, Pool
 from service.api.schemas import DlqReplayed, DlqReplayRequest
 from service.broker.topology import DEAD_LETTER_QUEUE
 from service.db.tasks import NewTask, insert_task, lock_task
@@ -87,7 +87,7 @@ async def _replay_one(pool: asyncpg.Pool[Any], task_id: uuid.UUID) -> tuple[bool
 
     Only a FAILED task is replayed; a message of an unknown or still-running task stays in the DLQ.
     """
-    async with pool.acquire(timeout=10) as conn, conn.transaction():
+    async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn, conn.transaction():
         old = await lock_task(conn, task_id)
         if old is None or old["status"] != Status.FAILED.value:
             return False, None

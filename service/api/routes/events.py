@@ -7,7 +7,7 @@ import logging
 from fastapi import APIRouter
 
 from service.api import queries
-from service.api.deps import Pool
+from service.api.deps import ACQUIRE_TIMEOUT_S, Pool
 from service.api.schemas import ExternalEvent, Resumed
 from service.db.tasks import change_status, enqueue_job
 from service.models import Status
@@ -23,7 +23,7 @@ async def post_event(event: ExternalEvent, pool: Pool) -> Resumed:
     Rows locked by a concurrent request are skipped: that request is resuming them already.
     """
     resume_data = {"type": event.type, "key": event.key, "payload": event.payload}
-    async with pool.acquire(timeout=10) as conn, conn.transaction():
+    async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn, conn.transaction():
         waiting = await conn.fetch(queries.WAITING_FOR_EVENT, event.type, event.key)
         for row in waiting:
             resumed = await change_status(

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from service.api import queries
 from service.api.broker import BrokerLink
-from service.api.deps import AppSettings, Broker, Metrics, Pool
+from service.api.deps import ACQUIRE_TIMEOUT_S, AppSettings, Broker, Metrics, Pool
 from service.api.errors import UNAVAILABLE_ERRORS, error_response
 from service.api.metrics import CONTENT_TYPE
 from service.api.schemas import HealthStatus, QueueDepth, QueuesReport
@@ -65,7 +65,7 @@ async def queues(pool: Pool, broker: Broker, settings: AppSettings) -> QueuesRep
     counts by status. A queue that does not exist is reported with null counts."""
     names = all_queue_names(settings.max_retries, settings.retry_base_ms)
     depths = [await _depth(broker, name) for name in names]
-    async with pool.acquire(timeout=10) as conn:
+    async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
         counts = await queries.counts_by_status(conn)
     tasks = {status.value: counts.get(status.value, 0) for status in Status}
     return QueuesReport(queues=depths, tasks=tasks)

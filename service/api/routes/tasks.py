@@ -12,7 +12,7 @@ from sse_starlette import EventSourceResponse
 
 from service.api import queries
 from service.api.cursor import decode_cursor, encode_cursor
-from service.api.deps import AppSettings, Metrics, Pool, TaskId
+from service.api.deps import ACQUIRE_TIMEOUT_S, AppSettings, Metrics, Pool, TaskId
 from service.api.errors import ApiError, task_not_found, validation_details
 from service.api.schemas import Task, TaskAccepted, TaskEvent, TaskEvents, TaskPage, TaskSubmit
 from service.api.stream import task_updates
@@ -64,7 +64,7 @@ async def submit_task(
     _check_payload(body)
     new = NewTask(body.type, body.payload, body.priority, settings.max_retries, input_hash(body),
                   idempotency_key=idempotency_key)
-    async with pool.acquire(timeout=10) as conn, conn.transaction():
+    async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn, conn.transaction():
         row = await insert_task(conn, new)
         created = row is not None
         if row is None:
@@ -100,7 +100,7 @@ async def list_tasks(
 ) -> TaskPage:
     """Keyset pagination on (createdAt, taskId); `nextCursor` is null on the last page."""
     after = decode_cursor(cursor) if cursor else None
-    async with pool.acquire(timeout=10) as conn:
+    async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
         rows = await queries.list_tasks(
             conn, status=status.value if status else None, task_type=task_type.value if task_type else None,
             after=after, limit=limit + 1,
@@ -113,7 +113,7 @@ async def list_tasks(
 
 @router.get("/tasks/{task_id}", response_model=Task)
 async def get_task(task_id: TaskId, pool: Pool) -> Task:
-    async with pool.acquire(timeout=10) as conn:
+    async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
         row = await queries.fetch_task(conn, task_id)
     if row is None:
         raise task_not_found(task_id)
@@ -123,7 +123,7 @@ async def get_task(task_id: TaskId, pool: Pool) -> Task:
 @router.get("/tasks/{task_id}/events", response_model=TaskEvents)
 async def get_task_events(task_id: TaskId, pool: Pool) -> TaskEvents:
     """The task's timeline, oldest first."""
-    async with pool.acquire(timeout=10) as conn:
+    async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
         if await conn.fetchval(queries.TASK_EXISTS, task_id) is None:
             raise task_not_found(task_id)
         rows = await conn.fetch(queries.EVENTS_OF_TASK, task_id)
@@ -133,7 +133,7 @@ async def get_task_events(task_id: TaskId, pool: Pool) -> TaskEvents:
 @router.get("/tasks/{task_id}/stream", response_class=EventSourceResponse)
 async def stream_task(task_id: TaskId, pool: Pool) -> EventSourceResponse:
     """Server-Sent Events: `status` or `progress` with the task as data, until a terminal status."""
-    async with pool.acquire(timeout=10) as conn:
+    async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
         row = await queries.fetch_task(conn, task_id)
     if row is None:
         raise task_not_found(task_id)
@@ -143,7 +143,7 @@ async def stream_task(task_id: TaskId, pool: Pool) -> EventSourceResponse:
 @router.post("/tasks/{task_id}/cancel", status_code=202, response_model=Task)
 async def cancel_task(task_id: TaskId, pool: Pool) -> Task:
     """CANCELLED at once; a running worker sees it at its next progress report and stops."""
-    async with pool.acquire(timeout=10) as conn, conn.transaction():
+    async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn, conn.transaction():
         row = await lock_task(conn, task_id)
         if row is None:
             raise task_not_found(task_id)
