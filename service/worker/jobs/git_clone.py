@@ -1,0 +1,355 @@
+"""A shallow clone of one ref into a private directory that is always removed afterwards.
+
+Git runs as a subprocess with a scrubbed environment: no prompts (a private repository fails
+at once instead of hanging), only the https, ssh (and, when allowed, file) transports, no user
+or system config (an `insteadOf` rule could otherwise redirect a URL), no hooks or templates.
+Every arguments list ends options with `--` before the URL, which the URL policy already
+forbids from starting with '-'.
+
+Each clone directory sits beside a lock file held with `flock` for as long as the clone lives.
+The kernel drops the lock when the process dies, even by SIGKILL, so `cleanup_stale_clones`
+(called by the worker at start) removes exactly the directories nobody holds, and never the
+live clone of another worker that shares the same TEMP_DIR.
+
+Failures are classified for the retry policy: network and storage trouble is retryable; a
+repository that does not exist, a bad ref, an unsafe URL or a repository over the size limit
+can never succeed and is terminal. Messages are redacted: a URL's credentials never leave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import re
+import shutil
+import signal
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from service.errors import RetryableJobError, TerminalJobError
+from service.repo_url import (
+    is_commit_sha,
+    local_repos_allowed,
+    redact_text,
+    url_secrets,
+    validate_ref,
+    validate_repo_url,
+)
+
+log = logging.getLogger(__name__)
+
+CLONE_PREFIX = "ast-clone-"
+_LOCK_SUFFIX = ".lock"
+_PASSED_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SSH_AUTH_SOCK")
+_GIT_CONFIG = (
+    "protocol.ext.allow=never", "credential.helper=", "core.hooksPath=/dev/null",
+    "init.templateDir=", "submodule.recurse=false", "advice.detachedHead=false",
+)
+
+# Checked in order; the first match decides. Storage first: a full disk is never the repo's fault.
+_CLASSIFIED: tuple[tuple[re.Pattern[str], bool, str], ...] = tuple(
+    (re.compile(pattern, re.IGNORECASE), retryable, code)
+    for pattern, retryable, code in (
+        (r"no space left|disk quota|read-only file system|could not write|unable to create", True, "STORAGE"),
+        (r"could not find remote branch|remote branch .* not found|couldn't find remote ref"
+         r"|not our ref|unadvertised object|invalid refspec|not a valid object name", False, "BAD_REF"),
+        (r"repository .*not found|not found|does not appear to be a git repository|does not exist"
+         r"|authentication failed|could not read (username|password)|terminal prompts disabled"
+         r"|permission denied|host key verification failed", False, "REPOSITORY_NOT_FOUND"),
+        (r"transport '.*' not allowed|unable to find remote helper|unsupported protocol",
+         False, "UNSAFE_URL"),
+        (r"could not resolve|connect|timed out|early eof|rpc failed|hung up|ssl|gnutls|tls"
+         r"|network|temporar", True, "NETWORK"),
+    )
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CloneLimits:
+    """A clone that takes longer is retried (the network may be slow now); a larger one is refused."""
+
+    timeout_seconds: float = 300.0
+    max_bytes: int = 1 << 30
+    poll_seconds: float = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class Checkout:
+    path: Path
+    commit_sha: str
+
+
+@contextlib.asynccontextmanager
+async def cloned_repository(
+    url: str, ref: str | None, temp_dir: Path, *, limits: CloneLimits | None = None,
+    allow_local: bool | None = None,
+) -> AsyncIterator[Checkout]:
+    """Clones `ref` (default branch when None) of `url`; the directory is gone on exit, whatever happens."""
+    allow = local_repos_allowed() if allow_local is None else allow_local
+    _validate(url, ref, allow)
+    workspace = await _create_workspace(temp_dir)
+    try:
+        clone = _GitClone(url, ref, workspace.path, limits or CloneLimits(), allow)
+        yield await clone.run()
+    finally:
+        await asyncio.shield(asyncio.to_thread(workspace.remove))
+
+
+def _validate(url: str, ref: str | None, allow: bool) -> None:
+    try:
+        validate_repo_url(url, allow_local=allow)
+        if ref is not None:
+            validate_ref(ref)
+    except ValueError as error:
+        raise TerminalJobError(f"refused repository: {error}", code="UNSAFE_URL") from None
+
+
+class _Workspace:
+    """A clone directory and the flock that marks it alive (see the module docstring)."""
+
+    def __init__(self, path: Path, lock_fd: int) -> None:
+        self.path = path
+        self.lock_path = path.with_name(path.name + _LOCK_SUFFIX)
+        self._lock_fd = lock_fd
+
+    @classmethod
+    def create(cls, temp_dir: Path) -> _Workspace:
+        """The lock is taken on a temporary name and renamed into place, so it never appears unlocked."""
+        temp_dir.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=temp_dir, prefix=f".{CLONE_PREFIX}")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            name = f"{CLONE_PREFIX}{os.getpid()}-{Path(temporary).name.rsplit('-', 1)[-1]}"
+            path = temp_dir / name
+            os.rename(temporary, path.with_name(name + _LOCK_SUFFIX))
+            path.mkdir(mode=0o700)
+        except BaseException:
+            os.close(fd)
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        return cls(path, fd)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+        if self.path.exists():
+            log.warning("clone directory could not be removed", extra={"step": "cleanup"})
+        self.lock_path.unlink(missing_ok=True)
+        os.close(self._lock_fd)
+
+
+async def _create_workspace(temp_dir: Path) -> _Workspace:
+    try:
+        return await asyncio.to_thread(_Workspace.create, temp_dir)
+    except OSError as error:
+        message = f"cannot create a clone directory: {error.strerror}"
+        raise RetryableJobError(message, code="STORAGE") from None
+
+
+def cleanup_stale_clones(temp_dir: Path) -> list[Path]:
+    """Removes clone directories (and lock files) of processes that are gone; returns what went.
+
+    Safe to call while other workers clone into the same directory: a live clone's lock is held.
+    """
+    if not temp_dir.is_dir():
+        return []
+    removed: list[Path] = []
+    for entry in sorted(temp_dir.iterdir()):
+        name = entry.name
+        is_lock = name.startswith(CLONE_PREFIX) and name.endswith(_LOCK_SUFFIX)
+        if is_lock or name.startswith(f".{CLONE_PREFIX}"):
+            lock = entry
+        elif name.startswith(CLONE_PREFIX) and entry.is_dir() and not entry.is_symlink():
+            lock = entry.with_name(name + _LOCK_SUFFIX)
+        else:
+            continue
+        if _remove_if_unlocked(entry, lock):
+            removed.append(entry)
+    return removed
+
+
+def _remove_if_unlocked(entry: Path, lock: Path) -> bool:
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except FileNotFoundError:
+        fd = -1
+    except OSError:
+        return False
+    try:
+        if fd >= 0:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    try:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        lock.unlink(missing_ok=True)
+        if not entry.is_dir():
+            entry.unlink(missing_ok=True)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    return not entry.exists()
+
+
+def git_environment(*, allow_local: bool) -> dict[str, str]:
+    """Only what git needs from the worker's environment, plus the safety switches."""
+    env = {key: os.environ[key] for key in _PASSED_ENVIRONMENT if key in os.environ}
+    env.update(
+        GIT_TERMINAL_PROMPT="0",
+        GIT_ALLOW_PROTOCOL="https:ssh:file" if allow_local else "https:ssh",
+        GIT_PROTOCOL_FROM_USER="0",
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_CONFIG_GLOBAL=os.devnull,
+        GIT_SSH_COMMAND="ssh -o BatchMode=yes",
+        GIT_LFS_SKIP_SMUDGE="1",
+    )
+    return env
+
+
+def git_clone_arguments(url: str, ref: str | None, destination: Path, *, allow_local: bool) -> list[str]:
+    """The argument list of a branch/tag clone (a sha is fetched instead: see `_GitClone`)."""
+    options = _config_options(allow_local)
+    branch = ["--branch", ref] if ref is not None else []
+    return [*options, "clone", "--quiet", "--depth", "1", "--no-tags", *branch, "--",
+            _transport_url(url), str(destination)]
+
+
+def _config_options(allow_local: bool) -> list[str]:
+    pairs = [*_GIT_CONFIG, f"protocol.file.allow={'always' if allow_local else 'never'}"]
+    return [item for pair in pairs for item in ("-c", pair)]
+
+
+def _transport_url(url: str) -> str:
+    """A plain local path becomes file://, since git ignores --depth for plain local clones."""
+    return f"file://{url}" if url.startswith("/") else url
+
+
+class _GitClone:
+    def __init__(
+        self, url: str, ref: str | None, destination: Path, limits: CloneLimits, allow: bool
+    ) -> None:
+        self.url = url
+        self.ref = ref
+        self.destination = destination
+        self.limits = limits
+        self.allow = allow
+        self.env = git_environment(allow_local=allow)
+        self.secrets = url_secrets(url)
+        self.deadline = 0.0
+
+    async def run(self) -> Checkout:
+        self.deadline = asyncio.get_running_loop().time() + self.limits.timeout_seconds
+        if self.ref is not None and is_commit_sha(self.ref):
+            await self._fetch_commit(self.ref)
+        else:
+            args = git_clone_arguments(self.url, self.ref, self.destination, allow_local=self.allow)
+            await self._git(args, watch=True)
+        await self._check_size()
+        sha = await self._git(["-C", str(self.destination), "rev-parse", "HEAD"], watch=False)
+        return Checkout(self.destination, sha.strip())
+
+    async def _fetch_commit(self, sha: str) -> None:
+        where = ["-C", str(self.destination)]
+        options = _config_options(self.allow)
+        await self._git([*options, "init", "--quiet", str(self.destination)], watch=False)
+        fetch = [*options, *where, "fetch", "--quiet", "--depth", "1", "--no-tags", "--",
+                 _transport_url(self.url), sha]
+        await self._git(fetch, watch=True)
+        await self._git([*options, *where, "checkout", "--quiet", "--detach", "FETCH_HEAD"], watch=True)
+
+    async def _check_size(self) -> None:
+        size = await asyncio.to_thread(directory_size, self.destination)
+        if size > self.limits.max_bytes:
+            raise TerminalJobError(
+                f"repository is larger than the limit of {self.limits.max_bytes} bytes",
+                code="REPOSITORY_TOO_LARGE",
+            )
+
+    async def _git(self, args: list[str], *, watch: bool) -> str:
+        """Runs git to completion within the deadline; returns stdout, raises a classified error."""
+        process = await _spawn(args, self.env)
+        finished = asyncio.ensure_future(process.communicate())
+        watcher = asyncio.ensure_future(self._watch_size() if watch else asyncio.Event().wait())
+        try:
+            remaining = max(0.0, self.deadline - asyncio.get_running_loop().time())
+            done, _ = await asyncio.wait({finished, watcher}, timeout=remaining,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if finished not in done:
+                await self._raise_stopped(watcher in done)
+            stdout, stderr = finished.result()
+        finally:
+            watcher.cancel()
+            _kill_group(process)
+            await asyncio.gather(finished, return_exceptions=True)
+        if process.returncode != 0:
+            raise self._classify(stderr.decode("utf-8", errors="replace"))
+        return stdout.decode("utf-8", errors="replace")
+
+    async def _raise_stopped(self, too_large: bool) -> None:
+        if too_large:
+            await self._check_size()
+        raise RetryableJobError(
+            f"git did not finish within {self.limits.timeout_seconds:g}s", code="CLONE_TIMEOUT"
+        )
+
+    async def _watch_size(self) -> None:
+        """Returns only when the checkout grows past the limit (git has no limit of its own)."""
+        while await asyncio.to_thread(directory_size, self.destination) <= self.limits.max_bytes:
+            await asyncio.sleep(self.limits.poll_seconds)
+
+    def _classify(self, stderr: str) -> RetryableJobError | TerminalJobError:
+        redacted = redact_text(stderr, secrets=self.secrets)
+        detail = _summary(redacted)
+        for pattern, retryable, code in _CLASSIFIED:
+            if pattern.search(redacted):
+                error_type = RetryableJobError if retryable else TerminalJobError
+                return error_type(f"git failed ({code.lower()}): {detail}", code=code)
+        return RetryableJobError(f"git failed: {detail}", code="CLONE_FAILED")
+
+
+async def _spawn(args: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:
+    try:
+        return await asyncio.create_subprocess_exec(
+            "git", *args, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, start_new_session=True,
+        )
+    except OSError as error:
+        raise RetryableJobError(f"cannot run git: {error.strerror}", code="STORAGE") from None
+
+
+def _kill_group(process: asyncio.subprocess.Process) -> None:
+    """Git's helpers (remote-https, ssh, upload-pack) run in its session; they all go."""
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _summary(stderr: str) -> str:
+    """git's fatal/error lines, which say what went wrong; other lines are progress chatter."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    fatal = [line for line in lines if line.lower().startswith(("fatal:", "error:"))]
+    return " / ".join(fatal or lines[-1:] or ["no message"])[:500]
+
+
+def directory_size(root: Path) -> int:
+    """Bytes of regular files below `root`, symlinks not followed; 0 when it is gone."""
+    total = 0
+    stack = [root]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            with contextlib.suppress(OSError):
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+    return total
