@@ -1,0 +1,80 @@
+"""Worker processes as an operator sees them: SIGTERM during a job, and configuration refused at start."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from harness.stack.local import LocalStack
+from scenarios.e2e.helpers import statuses, submit, wait_for, wait_terminal
+
+pytestmark = pytest.mark.e2e
+BIN = Path(sys.executable).parent
+
+
+def _running_on(api: httpx.Client, task_id: str) -> str:
+    task = wait_for(api, task_id, lambda t: t["status"] == "IN_PROGRESS" and t["progress"] > 0, what="running")
+    assert task
+    events = api.get(f"/tasks/{task_id}/events").json()["items"]
+    return str(next(e["workerId"] for e in reversed(events) if e["workerId"]))
+
+
+def test_sigterm_mid_job_hands_it_back_and_another_worker_finishes(
+    api: httpx.Client, local_stack: LocalStack
+) -> None:
+    task_id = submit(api, {"durationMs": 8000, "steps": 16})
+    worker = _running_on(api, task_id)
+
+    exit_code = local_stack.remove_worker(worker)
+    local_stack.add_worker()
+
+    assert exit_code == 0
+    task = wait_terminal(api, task_id)
+    assert task["status"] == "COMPLETED"
+    events = api.get(f"/tasks/{task_id}/events").json()["items"]
+    handed_back = [e for e in events if e["status"] == "PENDING" and e["kind"] == "status"][1:]
+    assert handed_back and "handed back" in handed_back[0]["message"]
+    finisher = next(e["workerId"] for e in reversed(events) if e["status"] == "COMPLETED")
+    assert finisher != worker
+
+
+def test_sigterm_lets_a_short_job_finish_on_the_same_worker(api: httpx.Client, local_stack: LocalStack) -> None:
+    task_id = submit(api, {"durationMs": 1200, "steps": 6})
+    worker = _running_on(api, task_id)
+
+    exit_code = local_stack.remove_worker(worker)
+    local_stack.add_worker()
+
+    assert exit_code == 0
+    assert wait_terminal(api, task_id)["status"] == "COMPLETED"
+    assert statuses(api, task_id) == ["PENDING", "IN_PROGRESS", "COMPLETED"]
+
+
+@pytest.mark.parametrize(
+    ("command", "variable", "value"),
+    [
+        ("ast-worker", "RABBIT_PREFETCH", "0"),
+        ("ast-worker", "WORKER_CONCURRENCY", "many"),
+        ("ast-worker", "MAX_RETRIES", "-1"),
+        ("ast-api", "API_PORT", "70000"),
+        ("ast-api", "LOG_LEVEL", "chatty"),
+        ("ast-relay", "POSTGRES_URL", "mysql://db/ast"),
+        ("ast-migrate", "RABBIT_URL", "http://broker"),
+        ("ast-worker", "JOB_TIMEOUT_MS", "soon"),
+    ],
+)
+def test_a_bad_setting_stops_the_process_with_one_line_naming_it(command: str, variable: str, value: str) -> None:
+    result = subprocess.run(
+        [str(BIN / command)], env={"PATH": "/usr/bin:/bin", variable: value}, capture_output=True, text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert variable in lines[0]
+    assert value not in ("",) and "Traceback" not in result.stderr
