@@ -1,0 +1,93 @@
+"""The printable verdict (a Rich table) and results.json, from a checker Verdict.
+
+results.json is what the HTML report, the gate and CI read, so its shape is documented here:
+`{"valid": held|broken|unknown, "counts": {...}, "invariants": [{"number", "name", "status",
+"note", "violations": [{"taskIds", "message", "evidence"}]}], "snapshot": {...}, "settle": {...}}`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.checker import InvariantResult, Verdict
+from harness.snapshot import Settled, Snapshot
+
+STYLES = {"held": "green", "broken": "bold red", "unknown": "yellow"}
+MAX_VIOLATIONS_JSON = 200
+
+
+def _invariant_json(result: InvariantResult) -> dict[str, Any]:
+    return {
+        "number": result.number,
+        "name": result.name,
+        "status": result.status,
+        "note": result.note,
+        "violationCount": len(result.violations),
+        "violations": [
+            {"taskIds": list(v.task_ids), "message": v.message, "evidence": v.evidence}
+            for v in result.violations[:MAX_VIOLATIONS_JSON]
+        ],
+    }
+
+
+def verdict_json(
+    verdict: Verdict, snapshot: Snapshot | None = None, settled: Settled | None = None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "valid": verdict.valid,
+        "counts": asdict(verdict.counts),
+        "invariants": [_invariant_json(r) for r in verdict.results],
+    }
+    if snapshot is not None:
+        out["snapshot"] = snapshot.summary()
+    if settled is not None:
+        out["settle"] = {
+            "settled": settled.settled,
+            "waitedS": settled.waited_s,
+            "reasons": list(settled.reasons),
+        }
+    return out
+
+
+def write_results_json(
+    path: Path, verdict: Verdict, snapshot: Snapshot | None = None, settled: Settled | None = None
+) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(verdict_json(verdict, snapshot, settled), indent=2, default=str) + "\n")
+    return path
+
+
+def verdict_table(verdict: Verdict, max_tasks: int = 5) -> Table:
+    """One row per invariant: number, name, status, and the first broken taskIds."""
+    table = Table(title=f"Invariants: {verdict.valid.upper()}", title_style=STYLES[verdict.valid])
+    for column in ("#", "invariant", "status", "violations", "tasks / note"):
+        table.add_column(column)
+    for r in verdict.results:
+        tasks = sorted(r.task_ids)
+        detail = ", ".join(tasks[:max_tasks]) + (" ..." if len(tasks) > max_tasks else "")
+        if not detail and r.violations:
+            detail = r.violations[0].message
+        table.add_row(
+            str(r.number),
+            r.name,
+            f"[{STYLES[r.status]}]{r.status}[/]",
+            str(len(r.violations)),
+            detail or r.note,
+        )
+    return table
+
+
+def counts_line(verdict: Verdict) -> str:
+    return "  ".join(f"{k}={v}" for k, v in asdict(verdict.counts).items())
+
+
+def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
+    console = console or Console()
+    console.print(verdict_table(verdict))
+    console.print(counts_line(verdict))
