@@ -1,0 +1,104 @@
+"""The repository URL policy: what may reach git, and how a URL is shown without its secrets."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.repo_url import redact_text, redact_url, validate_ref, validate_repo_url
+
+pytestmark = pytest.mark.unit
+
+ACCEPTED = [
+    "https://github.com/org/repo.git",
+    "https://user:secret@git.example.com:8443/group/repo",
+    "ssh://git@git.example.com/org/repo.git",
+    "ssh://git@git.example.com:2222/org/repo.git",
+    "git@github.com:org/repo.git",
+]
+REFUSED_ALWAYS = [
+    "ext::sh -c touch% /tmp/pwned",
+    "ext::sh",
+    "fd::3",
+    "-uhelp",
+    "--upload-pack=touch /tmp/pwned",
+    "http://example.com/repo.git",
+    "ftp://example.com/repo.git",
+    "https://-oProxyCommand=x/repo",
+    "ssh://-oProxyCommand=touch%20x/repo",
+    "ssh://-user@host/repo",
+    "git@host:-repo",
+    "https://example.com",
+    "https://exa mple.com/repo",
+    "https://example.com/repo\n--upload-pack=x",
+    "relative/path",
+    "./repo",
+    "",
+]
+
+
+@pytest.mark.parametrize("url", ACCEPTED)
+def test_safe_urls_pass_unchanged(url: str) -> None:
+    assert validate_repo_url(url, allow_local=False) == url
+
+
+@pytest.mark.parametrize("url", REFUSED_ALWAYS)
+@pytest.mark.parametrize("allow_local", [False, True])
+def test_unsafe_urls_are_refused_even_with_local_repos_allowed(url: str, allow_local: bool) -> None:
+    with pytest.raises(ValueError, match="repoUrl"):
+        validate_repo_url(url, allow_local=allow_local)
+
+
+@pytest.mark.parametrize("url", ["file:///srv/repo", "/srv/repo", "FILE:///srv/repo"])
+def test_local_repositories_need_the_flag(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ALLOW_LOCAL_REPOS", raising=False)
+    with pytest.raises(ValueError, match="local repositories"):
+        validate_repo_url(url)
+    monkeypatch.setenv("ALLOW_LOCAL_REPOS", "1")
+    assert validate_repo_url(url) == url
+
+
+def test_relative_file_url_is_refused_even_when_allowed() -> None:
+    with pytest.raises(ValueError, match="absolute"):
+        validate_repo_url("file://relative/repo", allow_local=True)
+
+
+def test_refusal_messages_never_quote_the_url() -> None:
+    with pytest.raises(ValueError, match="repoUrl") as caught:
+        validate_repo_url("http://user:hunter2secret@example.com/x.git", allow_local=False)
+    assert "hunter2secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize("ref", ["main", "v1.2.3", "feature/x-y", "release_1", "a" * 40, "0123abcd" * 8])
+def test_safe_refs_pass(ref: str) -> None:
+    assert validate_ref(ref) == ref
+
+
+@pytest.mark.parametrize(
+    "ref", ["-uhelp", "--upload-pack=x", "a..b", "a b", "a~1", "a^", "a:b", "x.lock", "/x", "x/", "@{1}",
+            "a\\b", "a*", "a?", "[a", ".hidden", "a//b", "a/.b", "", "a\nb"],
+)
+def test_unsafe_refs_are_refused(ref: str) -> None:
+    with pytest.raises(ValueError, match="ref"):
+        validate_ref(ref)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://user:secret@host/x.git", "https://***@host/x.git"),
+        ("https://ghp_token123456@host/x.git", "https://***@host/x.git"),
+        ("https://host/x.git?access_token=abc", "https://host/x.git?***"),
+        ("ssh://git@host/x.git", "ssh://git@host/x.git"),
+        ("ssh://git:pw@host/x.git", "ssh://git:***@host/x.git"),
+        ("git@host:org/x.git", "git@host:org/x.git"),
+        ("https://host/x.git", "https://host/x.git"),
+        ("/srv/repo", "/srv/repo"),
+    ],
+)
+def test_redact_url(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+def test_redact_text_masks_userinfo_and_given_secrets() -> None:
+    text = "fatal: unable to access 'https://user:secret@host/x.git/': secret was wrong"
+    assert redact_text(text, secrets=("secret",)) == "fatal: unable to access 'https://***@host/x.git/': *** was wrong"
