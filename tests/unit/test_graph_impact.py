@@ -96,7 +96,8 @@ def test_unknown_and_unparsed_files_are_listed_and_paths_normalised(graph: Repos
 
 def test_only_unknown_files_reach_nothing(graph: RepositoryGraph) -> None:
     report = analyse_impact(graph, ["README.md"])
-    assert report["files"] == [] and report["symbols"] == []
+    assert report["files"] == []
+    assert report["symbols"] == []
     assert report["unknownFiles"] == ["README.md"]
 
 

@@ -17,7 +17,10 @@ pytestmark = pytest.mark.unit
 def _graph() -> RepositoryGraph:
     return RepositoryGraph(
         files=[FileNode("b.py", "python", 1), FileNode("a.py", "python", 1)],
-        symbols=[SymbolNode("b.py::g", "g", "function", "b.py", 1), SymbolNode("a.py::f", "f", "function", "a.py", 3)],
+        symbols=[
+            SymbolNode("b.py::g", "g", "function", "b.py", 1),
+            SymbolNode("a.py::f", "f", "function", "a.py", 3),
+        ],
         file_edges=[Edge("a.py", "b.py")],
         symbol_edges=[Edge("a.py::f", "b.py::g")],
         skipped=[SkippedFile("c.py", "python syntax error at line 1: invalid syntax")],

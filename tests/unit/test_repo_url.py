@@ -101,4 +101,5 @@ def test_redact_url(url: str, shown: str) -> None:
 
 def test_redact_text_masks_userinfo_and_given_secrets() -> None:
     text = "fatal: unable to access 'https://user:secret@host/x.git/': secret was wrong"
-    assert redact_text(text, secrets=("secret",)) == "fatal: unable to access 'https://***@host/x.git/': *** was wrong"
+    shown = "fatal: unable to access 'https://***@host/x.git/': *** was wrong"
+    assert redact_text(text, secrets=("secret",)) == shown
