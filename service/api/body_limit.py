@@ -11,6 +11,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.errors import error_response
 
+DRAIN_FACTOR = 8
+
 
 class BodyLimit:
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
@@ -45,6 +47,8 @@ class BodyLimit:
                 return messages
             total += len(message.get("body", b""))
             if total > self.max_bytes:
+                if message.get("more_body", False):
+                    await _discard_rest(receive, DRAIN_FACTOR * self.max_bytes)
                 return None
             if not message.get("more_body", False):
                 return messages
@@ -55,6 +59,16 @@ class BodyLimit:
             {"maxBytes": self.max_bytes}, headers={"Connection": "close"},
         )
         await response(scope, receive, send)
+
+
+async def _discard_rest(receive: Receive, budget: int) -> None:
+    """Reads (and drops) a bounded rest of the body, so the client reads our 413 instead of a reset
+    connection; a body longer than the budget is cut off and the connection closed."""
+    while budget > 0:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
+        budget -= len(message.get("body", b""))
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:

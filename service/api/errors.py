@@ -94,7 +94,10 @@ async def _request_validation(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's only 400 is a body it cannot decode (e.g. not UTF-8): bad JSON, so a 422 like the rest."""
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        return error_response(422, "VALIDATION_ERROR", "the request body could not be parsed as JSON")
     code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
     message = exc.detail if isinstance(exc.detail, str) else code.lower().replace("_", " ")
     return error_response(exc.status_code, code, message, headers=exc.headers)
