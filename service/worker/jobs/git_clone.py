@@ -160,6 +160,8 @@ def cleanup_stale_clones(temp_dir: Path) -> list[Path]:
     removed: list[Path] = []
     for entry in sorted(temp_dir.iterdir()):
         name = entry.name
+        if not os.path.lexists(entry):
+            continue
         is_lock = name.startswith(CLONE_PREFIX) and name.endswith(_LOCK_SUFFIX)
         if is_lock or name.startswith(f".{CLONE_PREFIX}"):
             lock = entry
