@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 
 import aio_pika
+import aiormq
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from service.broker.topology import declare_topology
@@ -22,6 +23,9 @@ from service.errors import InfrastructureError
 log = logging.getLogger("ast.api")
 
 _CHANNEL_TIMEOUT_S = 5.0
+# While the robust connection reconnects, aiormq raises RuntimeError("... closed") on a new channel.
+_BROKEN_CONNECTION = (RuntimeError, ConnectionError, aiormq.exceptions.AMQPError,
+                      aio_pika.exceptions.AMQPException)
 _MAX_BACKOFF_S = 5.0
 
 
@@ -52,9 +56,14 @@ class BrokerLink:
         connection = self._connection
         if connection is None or connection.is_closed:
             raise InfrastructureError("RabbitMQ is not connected")
-        channel = await asyncio.wait_for(connection.channel(), _CHANNEL_TIMEOUT_S)
+        try:
+            channel = await asyncio.wait_for(connection.channel(), _CHANNEL_TIMEOUT_S)
+        except _BROKEN_CONNECTION as error:
+            raise InfrastructureError(f"RabbitMQ did not open a channel: {type(error).__name__}") from error
         try:
             yield channel
+        except _BROKEN_CONNECTION as error:
+            raise InfrastructureError(f"RabbitMQ channel failed: {type(error).__name__}") from error
         finally:
             if not channel.is_closed:
                 with contextlib.suppress(Exception):
