@@ -73,7 +73,7 @@ def _check_network_url(parts: SplitResult) -> None:
 def _check_local(url: str, allow: bool) -> None:
     if not allow:
         raise ValueError("local repositories (file:// or a path) are not allowed here")
-    path = url[len("file://"):] if url.lower().startswith("file://") else url
+    path = url[len("file://") :] if url.lower().startswith("file://") else url
     if not path.startswith("/"):
         raise ValueError("a local repository must be an absolute path")
 

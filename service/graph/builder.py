@@ -167,8 +167,9 @@ class _Linker:
         target = self._python_module(path, module, relative=spec.level > 0)
         if spec.name is None or spec.name == "*":
             return _Binding(target, None) if target else None
-        submodule = self._python_module(path, f"{module}.{spec.name}" if module else spec.name,
-                                        relative=spec.level > 0)
+        submodule = self._python_module(
+            path, f"{module}.{spec.name}" if module else spec.name, relative=spec.level > 0
+        )
         defined_here = target is not None and spec.name in self.symbols[target]
         if submodule and not defined_here:
             return _Binding(submodule, None)

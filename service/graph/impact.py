@@ -46,8 +46,13 @@ class ImpactReport:
 
 def _symbol_json(node: ReachedNode, symbol: SymbolNode) -> dict[str, Any]:
     return {
-        "id": node.id, "name": symbol.name, "kind": symbol.kind, "file": symbol.file,
-        "line": symbol.line, "distance": node.distance, "path": list(node.path),
+        "id": node.id,
+        "name": symbol.name,
+        "kind": symbol.kind,
+        "file": symbol.file,
+        "line": symbol.line,
+        "distance": node.distance,
+        "path": list(node.path),
     }
 
 

@@ -22,14 +22,23 @@ from service.graph.model import ImportSpec, ParsedFile, ParseError, Reference, S
 Node = tree_sitter.Node
 
 LANGUAGE_OF_SUFFIX = {
-    ".js": "javascript", ".jsx": "javascript", ".mjs": "javascript", ".cjs": "javascript",
-    ".ts": "typescript", ".mts": "typescript", ".cts": "typescript", ".tsx": "tsx",
+    ".js": "javascript",
+    ".jsx": "javascript",
+    ".mjs": "javascript",
+    ".cjs": "javascript",
+    ".ts": "typescript",
+    ".mts": "typescript",
+    ".cts": "typescript",
+    ".tsx": "tsx",
 }
 _FUNCTION_VALUES = {"arrow_function", "function_expression", "function", "generator_function"}
 _CLASS_DECLARATIONS = {"class_declaration", "abstract_class_declaration"}
 _FUNCTION_DECLARATIONS = {"function_declaration", "generator_function_declaration"}
-_TYPE_DECLARATIONS = {"interface_declaration": "interface", "type_alias_declaration": "type",
-                      "enum_declaration": "enum"}
+_TYPE_DECLARATIONS = {
+    "interface_declaration": "interface",
+    "type_alias_declaration": "type",
+    "enum_declaration": "enum",
+}
 _NAME_NODES = {"identifier", "type_identifier", "shorthand_property_identifier"}
 
 
@@ -140,7 +149,8 @@ def _class_member(parsed: ParsedFile, class_name: str, member: Node) -> None:
     value = member.child_by_field_name("value")
     is_method = member.type == "method_definition" or (
         member.type in {"public_field_definition", "field_definition"}
-        and value is not None and value.type in _FUNCTION_VALUES
+        and value is not None
+        and value.type in _FUNCTION_VALUES
     )
     if is_method and name_node is not None:
         _define(parsed, f"{class_name}.{_text(name_node)}", "method", member, member)

@@ -38,8 +38,11 @@ def _rates(benchmark: BenchmarkFixture, files: int, symbols: int) -> None:
     assert benchmark.stats is not None
     mean = benchmark.stats.stats.mean
     benchmark.extra_info.update(
-        files=files, symbols=symbols, files_per_second=round(files / mean, 1),
-        symbols_per_second=round(symbols / mean, 1), peak_rss_mib=round(_peak_rss_mib(), 1),
+        files=files,
+        symbols=symbols,
+        files_per_second=round(files / mean, 1),
+        symbols_per_second=round(symbols / mean, 1),
+        peak_rss_mib=round(_peak_rss_mib(), 1),
     )
 
 

@@ -37,15 +37,22 @@ def _leftovers(temp_dir: Path) -> list[str]:
 async def _clone_files(url: str, ref: str | None, temp_dir: Path) -> tuple[str, list[str]]:
     async with cloned_repository(url, ref, temp_dir, allow_local=True) as checkout:
         assert checkout.path.parent == temp_dir
-        names = sorted(p.relative_to(checkout.path).as_posix() for p in checkout.path.rglob("*.*")
-                       if ".git" not in p.parts)
+        names = sorted(
+            p.relative_to(checkout.path).as_posix()
+            for p in checkout.path.rglob("*.*")
+            if ".git" not in p.parts
+        )
         return checkout.commit_sha, names
 
 
 @pytest.mark.parametrize(
     ("ref", "commit", "has_extra", "has_cli"),
-    [(None, "main", False, True), ("main", "main", False, True), ("v1", "initial", False, False),
-     ("feature", "feature", True, True)],
+    [
+        (None, "main", False, True),
+        ("main", "main", False, True),
+        ("v1", "initial", False, False),
+        ("feature", "feature", True, True),
+    ],
 )
 async def test_clone_of_a_ref_checks_out_that_commit(
     sample: SampleRepo, tmp_path: Path, ref: str | None, commit: str, has_extra: bool, has_cli: bool
@@ -68,8 +75,12 @@ async def test_clone_by_commit_sha_and_by_plain_path(sample: SampleRepo, tmp_pat
 
 async def test_clone_is_shallow(sample: SampleRepo, tmp_path: Path) -> None:
     async with cloned_repository(sample.url, None, tmp_path, allow_local=True) as checkout:
-        count = subprocess.run(["git", "-C", str(checkout.path), "rev-list", "--count", "HEAD"],
-                               capture_output=True, text=True, check=True).stdout.strip()
+        count = subprocess.run(
+            ["git", "-C", str(checkout.path), "rev-list", "--count", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     assert count == "1"
 
 
@@ -100,7 +111,8 @@ async def test_unreachable_host_is_retryable_and_never_shows_credentials(tmp_pat
 
 
 @pytest.mark.parametrize(
-    "url", ["ext::sh -c touch% {marker}", "-uhelp", "--upload-pack=touch {marker}", "file://{repo}"],
+    "url",
+    ["ext::sh -c touch% {marker}", "-uhelp", "--upload-pack=touch {marker}", "file://{repo}"],
 )
 async def test_unsafe_urls_are_refused_before_git_runs(sample: SampleRepo, tmp_path: Path, url: str) -> None:
     marker = tmp_path / "pwned"
@@ -124,8 +136,14 @@ def test_git_itself_refuses_ext_and_file_transports(sample: SampleRepo, tmp_path
     marker = tmp_path / "pwned"
     for url, allow in ((f"ext::sh -c touch% {marker}", True), (sample.url, False)):
         args = git_clone_arguments(url, None, tmp_path / f"dest-{allow}", allow_local=allow)
-        done = subprocess.run(["git", *args], env=git_environment(allow_local=allow), capture_output=True,
-                              text=True, check=False, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            ["git", *args],
+            env=git_environment(allow_local=allow),
+            capture_output=True,
+            text=True,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
         assert done.returncode != 0
         assert "not allowed" in done.stderr
     assert not marker.exists()
@@ -133,8 +151,9 @@ def test_git_itself_refuses_ext_and_file_transports(sample: SampleRepo, tmp_path
 
 async def test_time_limit_is_retryable(sample: SampleRepo, tmp_path: Path) -> None:
     with pytest.raises(RetryableJobError) as caught:
-        async with cloned_repository(sample.url, None, tmp_path, limits=CloneLimits(timeout_seconds=0.0),
-                                     allow_local=True):
+        async with cloned_repository(
+            sample.url, None, tmp_path, limits=CloneLimits(timeout_seconds=0.0), allow_local=True
+        ):
             pass
     assert caught.value.code == "CLONE_TIMEOUT"
     assert _leftovers(tmp_path) == []
@@ -142,8 +161,9 @@ async def test_time_limit_is_retryable(sample: SampleRepo, tmp_path: Path) -> No
 
 async def test_size_limit_is_terminal(sample: SampleRepo, tmp_path: Path) -> None:
     with pytest.raises(TerminalJobError) as caught:
-        async with cloned_repository(sample.url, None, tmp_path, limits=CloneLimits(max_bytes=1000),
-                                     allow_local=True):
+        async with cloned_repository(
+            sample.url, None, tmp_path, limits=CloneLimits(max_bytes=1000), allow_local=True
+        ):
             pass
     assert caught.value.code == "REPOSITORY_TOO_LARGE"
     assert _leftovers(tmp_path) == []
@@ -185,8 +205,12 @@ def _clone_dir_of_killed_process(temp_dir: Path) -> Path:
         print(workspace.path, flush=True)
         time.sleep(60)
     """)
-    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
-                             cwd=Path(__file__).resolve().parents[2])
+    child = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     try:
         assert child.stdout is not None
         path = Path(child.stdout.readline().strip())

@@ -97,7 +97,12 @@ def test_external_imports_are_kept_apart(graph: RepositoryGraph) -> None:
 
 def test_counts(graph: RepositoryGraph) -> None:
     assert graph.counts() == {
-        "files": 8, "symbols": 17, "edges": 21, "fileEdges": 6, "symbolEdges": 15, "skipped": 1,
+        "files": 8,
+        "symbols": 17,
+        "edges": 21,
+        "fileEdges": 6,
+        "symbolEdges": 15,
+        "skipped": 1,
         "languages": {"javascript": 1, "python": 5, "typescript": 2},
     }
 
@@ -114,13 +119,16 @@ def _write(root: Path, files: dict[str, str]) -> Path:
 
 
 def test_python_relative_star_and_src_layout_imports(tmp_path: Path) -> None:
-    root = _write(tmp_path, {
-        "src/pkg/__init__.py": "from .core import engine\n",
-        "src/pkg/core.py": "def engine():\n    return 1\n",
-        "src/pkg/sub/deep.py": "from ..core import *\nfrom pkg import engine as e\n\n"
-                               "def a():\n    return engine()\n\ndef b():\n    return e()\n",
-        "tools/run.py": "import pkg.core\n\ndef go():\n    return pkg.core.engine()\n",
-    })
+    root = _write(
+        tmp_path,
+        {
+            "src/pkg/__init__.py": "from .core import engine\n",
+            "src/pkg/core.py": "def engine():\n    return 1\n",
+            "src/pkg/sub/deep.py": "from ..core import *\nfrom pkg import engine as e\n\n"
+            "def a():\n    return engine()\n\ndef b():\n    return e()\n",
+            "tools/run.py": "import pkg.core\n\ndef go():\n    return pkg.core.engine()\n",
+        },
+    )
     graph = build_graph(root)
     assert _pairs(graph.file_edges) == {
         ("src/pkg/__init__.py", "src/pkg/core.py"),
@@ -136,18 +144,23 @@ def test_python_relative_star_and_src_layout_imports(tmp_path: Path) -> None:
 
 
 def test_typescript_reexports_defaults_and_inherited_this_calls(tmp_path: Path) -> None:
-    root = _write(tmp_path, {
-        "lib/base.ts": "export class Base {\n  hello(): string { return 'hi'; }\n}\n",
-        "lib/index.ts": 'export { Base } from "./base";\nexport * from "./tools";\n',
-        "lib/tools.ts": "export function tool(): number { return 1; }\n",
-        "main.tsx": 'import { Base, tool } from "./lib";\nimport def from "./d.js";\n'
-                    "class Child extends Base {\n  go() { return this.hello() + tool() + def(); }\n}\n",
-        "d.ts": "export default function () { return 2; }\n",
-    })
+    root = _write(
+        tmp_path,
+        {
+            "lib/base.ts": "export class Base {\n  hello(): string { return 'hi'; }\n}\n",
+            "lib/index.ts": 'export { Base } from "./base";\nexport * from "./tools";\n',
+            "lib/tools.ts": "export function tool(): number { return 1; }\n",
+            "main.tsx": 'import { Base, tool } from "./lib";\nimport def from "./d.js";\n'
+            "class Child extends Base {\n  go() { return this.hello() + tool() + def(); }\n}\n",
+            "d.ts": "export default function () { return 2; }\n",
+        },
+    )
     graph = build_graph(root)
     assert _pairs(graph.file_edges) == {
-        ("lib/index.ts", "lib/base.ts"), ("lib/index.ts", "lib/tools.ts"),
-        ("main.tsx", "lib/index.ts"), ("main.tsx", "d.ts"),
+        ("lib/index.ts", "lib/base.ts"),
+        ("lib/index.ts", "lib/tools.ts"),
+        ("main.tsx", "lib/index.ts"),
+        ("main.tsx", "d.ts"),
     }
     assert _pairs(graph.symbol_edges) == {
         ("main.tsx::Child", "lib/base.ts::Base"),

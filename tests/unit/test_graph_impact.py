@@ -31,12 +31,20 @@ def _symbols(report: dict[str, Any]) -> list[tuple[str, int]]:
 def test_change_in_python_core_reaches_its_dependents_in_order(graph: RepositoryGraph) -> None:
     report = analyse_impact(graph, ["app/util.py"])
     assert _files(report) == [
-        ("app/util.py", 0), ("app/models.py", 1), ("app/service.py", 1), ("app/cli.py", 2),
+        ("app/util.py", 0),
+        ("app/models.py", 1),
+        ("app/service.py", 1),
+        ("app/cli.py", 2),
     ]
     assert _symbols(report) == [
-        ("app/util.py::Base", 0), ("app/util.py::Base.greet", 0), ("app/util.py::RATE", 0),
-        ("app/util.py::VERSION", 0), ("app/util.py::helper", 0),
-        ("app/models.py::User", 1), ("app/models.py::User.name", 1), ("app/models.py::User.score", 1),
+        ("app/util.py::Base", 0),
+        ("app/util.py::Base.greet", 0),
+        ("app/util.py::RATE", 0),
+        ("app/util.py::VERSION", 0),
+        ("app/util.py::helper", 0),
+        ("app/models.py::User", 1),
+        ("app/models.py::User.name", 1),
+        ("app/models.py::User.score", 1),
         ("app/service.py::compute", 1),
         ("app/service.py::make_user", 2),
         ("app/cli.py::main", 3),
@@ -48,15 +56,23 @@ def test_each_reached_node_carries_the_path_that_reaches_it(graph: RepositoryGra
     report = analyse_impact(graph, ["app/util.py"])
     paths = {item["id"]: item["path"] for item in report["symbols"]}
     assert paths["app/cli.py::main"] == [
-        "app/util.py::Base", "app/models.py::User", "app/service.py::make_user", "app/cli.py::main",
+        "app/util.py::Base",
+        "app/models.py::User",
+        "app/service.py::make_user",
+        "app/cli.py::main",
     ]
     assert paths["app/models.py::User.name"] == ["app/util.py::Base.greet", "app/models.py::User.name"]
     files = {item["file"]: item["path"] for item in report["files"]}
     assert files["app/cli.py"] == ["app/util.py", "app/service.py", "app/cli.py"]
     main = next(item for item in report["symbols"] if item["id"] == "app/cli.py::main")
     assert main == {
-        "id": "app/cli.py::main", "name": "main", "kind": "function", "file": "app/cli.py", "line": 5,
-        "distance": 3, "path": paths["app/cli.py::main"],
+        "id": "app/cli.py::main",
+        "name": "main",
+        "kind": "function",
+        "file": "app/cli.py",
+        "line": 5,
+        "distance": 3,
+        "path": paths["app/cli.py::main"],
     }
 
 
@@ -64,8 +80,12 @@ def test_change_in_typescript_crosses_into_javascript(graph: RepositoryGraph) ->
     report = analyse_impact(graph, ["web/lib/math.ts"])
     assert _files(report) == [("web/lib/math.ts", 0), ("web/app.ts", 1), ("web/main.js", 2)]
     assert _symbols(report) == [
-        ("web/lib/math.ts::Calc", 0), ("web/lib/math.ts::Calc.total", 0), ("web/lib/math.ts::ZERO", 0),
-        ("web/lib/math.ts::add", 0), ("web/app.ts::run", 1), ("web/main.js::start", 2),
+        ("web/lib/math.ts::Calc", 0),
+        ("web/lib/math.ts::Calc.total", 0),
+        ("web/lib/math.ts::ZERO", 0),
+        ("web/lib/math.ts::add", 0),
+        ("web/app.ts::run", 1),
+        ("web/main.js::start", 2),
     ]
 
 
@@ -78,11 +98,19 @@ def test_leaf_change_reaches_only_itself(graph: RepositoryGraph) -> None:
 def test_several_changes_take_the_shortest_distance(graph: RepositoryGraph) -> None:
     report = analyse_impact(graph, ["app/models.py", "web/app.ts"])
     assert _files(report) == [
-        ("app/models.py", 0), ("web/app.ts", 0), ("app/service.py", 1), ("web/main.js", 1), ("app/cli.py", 2),
+        ("app/models.py", 0),
+        ("web/app.ts", 0),
+        ("app/service.py", 1),
+        ("web/main.js", 1),
+        ("app/cli.py", 2),
     ]
     assert _symbols(report) == [
-        ("app/models.py::User", 0), ("app/models.py::User.name", 0), ("app/models.py::User.score", 0),
-        ("web/app.ts::run", 0), ("app/service.py::make_user", 1), ("web/main.js::start", 1),
+        ("app/models.py::User", 0),
+        ("app/models.py::User.name", 0),
+        ("app/models.py::User.score", 0),
+        ("web/app.ts::run", 0),
+        ("app/service.py::make_user", 1),
+        ("web/main.js::start", 1),
         ("app/cli.py::main", 2),
     ]
 

@@ -78,14 +78,23 @@ async def test_repository_job_reports_phases_and_returns_the_artifact(
     ctx = _context(tmp_path, {"repoUrl": sample.url})
     result = await initialize_repository(ctx)
     assert [state for _, state in ctx.updates] == [
-        "cloning", "parsing 0/9 files", "parsing 9/9 files", "linking", "storing",
+        "cloning",
+        "parsing 0/9 files",
+        "parsing 9/9 files",
+        "linking",
+        "storing",
     ]
     progress = [value for value, _ in ctx.updates if value is not None]
     assert progress == sorted(progress)
     assert result["commitSha"] == sample.commits["main"]
     assert result["repoUrl"] == sample.url
     assert result["counts"] == {
-        "files": 8, "symbols": 17, "edges": 21, "fileEdges": 6, "symbolEdges": 15, "skipped": 1,
+        "files": 8,
+        "symbols": 17,
+        "edges": 21,
+        "fileEdges": 6,
+        "symbolEdges": 15,
+        "skipped": 1,
         "languages": {"javascript": 1, "python": 5, "typescript": 2},
     }
     assert result["skippedFiles"] == [
@@ -164,7 +173,9 @@ async def test_credentials_never_show(
 async def test_credentialed_url_is_logged_redacted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     with pytest.raises(RetryableJobError):
-        await initialize_repository(_context(tmp_path, {"repoUrl": f"https://user:{SECRET}@127.0.0.1:9/x.git"}))
+        await initialize_repository(
+            _context(tmp_path, {"repoUrl": f"https://user:{SECRET}@127.0.0.1:9/x.git"})
+        )
     messages = [record.getMessage() for record in caplog.records]
     assert any("https://***@127.0.0.1:9/x.git" in message for message in messages)
     ours = [record for record in caplog.records if record.name.startswith("service")]
@@ -187,8 +198,10 @@ async def test_impact_job_on_a_completed_repository_task(sample: SampleRepo, tmp
     repository = await initialize_repository(_context(tmp_path, {"repoUrl": sample.url}))
     repository_task = uuid4()
     ctx = _context(
-        tmp_path, {"repositoryTaskId": str(repository_task), "changedFiles": ["web/lib/math.ts", "gone.ts"]},
-        task_type="initialize_impact_analysis", results={repository_task: ("COMPLETED", repository)},
+        tmp_path,
+        {"repositoryTaskId": str(repository_task), "changedFiles": ["web/lib/math.ts", "gone.ts"]},
+        task_type="initialize_impact_analysis",
+        results={repository_task: ("COMPLETED", repository)},
     )
     result = await initialize_impact_analysis(ctx)
     assert result["repositoryTaskId"] == str(repository_task)
@@ -196,11 +209,17 @@ async def test_impact_job_on_a_completed_repository_task(sample: SampleRepo, tmp
     assert result["artifactSha256"] == repository["artifact"]["sha256"]
     assert result["unknownFiles"] == ["gone.ts"]
     assert [(f["file"], f["distance"]) for f in result["files"]] == [
-        ("web/lib/math.ts", 0), ("web/app.ts", 1), ("web/main.js", 2),
+        ("web/lib/math.ts", 0),
+        ("web/app.ts", 1),
+        ("web/main.js", 2),
     ]
     assert [(s["id"], s["distance"]) for s in result["symbols"]] == [
-        ("web/lib/math.ts::Calc", 0), ("web/lib/math.ts::Calc.total", 0), ("web/lib/math.ts::ZERO", 0),
-        ("web/lib/math.ts::add", 0), ("web/app.ts::run", 1), ("web/main.js::start", 2),
+        ("web/lib/math.ts::Calc", 0),
+        ("web/lib/math.ts::Calc.total", 0),
+        ("web/lib/math.ts::ZERO", 0),
+        ("web/lib/math.ts::add", 0),
+        ("web/app.ts::run", 1),
+        ("web/main.js::start", 2),
     ]
     assert [state for _, state in ctx.updates] == ["loading graph", "analysing"]
 
@@ -220,8 +239,12 @@ async def test_impact_job_fails_terminally_without_a_usable_graph(
 ) -> None:
     repository_task = uuid4()
     results = {} if found is None else {repository_task: found}
-    ctx = _context(tmp_path, {"repositoryTaskId": str(repository_task), "changedFiles": ["a.py"]},
-                   task_type="initialize_impact_analysis", results=results)
+    ctx = _context(
+        tmp_path,
+        {"repositoryTaskId": str(repository_task), "changedFiles": ["a.py"]},
+        task_type="initialize_impact_analysis",
+        results=results,
+    )
     with pytest.raises(TerminalJobError, match=message) as caught:
         await initialize_impact_analysis(ctx)
     assert caught.value.code == code

@@ -74,8 +74,29 @@ def test_safe_refs_pass(ref: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "ref", ["-uhelp", "--upload-pack=x", "a..b", "a b", "a~1", "a^", "a:b", "x.lock", "/x", "x/", "@{1}",
-            "a\\b", "a*", "a?", "[a", ".hidden", "a//b", "a/.b", "", "a\nb"],
+    "ref",
+    [
+        "-uhelp",
+        "--upload-pack=x",
+        "a..b",
+        "a b",
+        "a~1",
+        "a^",
+        "a:b",
+        "x.lock",
+        "/x",
+        "x/",
+        "@{1}",
+        "a\\b",
+        "a*",
+        "a?",
+        "[a",
+        ".hidden",
+        "a//b",
+        "a/.b",
+        "",
+        "a\nb",
+    ],
 )
 def test_unsafe_refs_are_refused(ref: str) -> None:
     with pytest.raises(ValueError, match="ref"):

@@ -47,8 +47,12 @@ CLONE_PREFIX = "ast-clone-"
 _LOCK_SUFFIX = ".lock"
 _PASSED_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SSH_AUTH_SOCK")
 _GIT_CONFIG = (
-    "protocol.ext.allow=never", "credential.helper=", "core.hooksPath=/dev/null",
-    "init.templateDir=", "submodule.recurse=false", "advice.detachedHead=false",
+    "protocol.ext.allow=never",
+    "credential.helper=",
+    "core.hooksPath=/dev/null",
+    "init.templateDir=",
+    "submodule.recurse=false",
+    "advice.detachedHead=false",
 )
 
 # Checked in order; the first match decides. Storage first: a full disk is never the repo's fault.
@@ -56,15 +60,30 @@ _CLASSIFIED: tuple[tuple[re.Pattern[str], bool, str], ...] = tuple(
     (re.compile(pattern, re.IGNORECASE), retryable, code)
     for pattern, retryable, code in (
         (r"no space left|disk quota|read-only file system|could not write|unable to create", True, "STORAGE"),
-        (r"could not find remote branch|remote branch .* not found|couldn't find remote ref"
-         r"|not our ref|unadvertised object|invalid refspec|not a valid object name", False, "BAD_REF"),
-        (r"repository .*not found|not found|does not appear to be a git repository|does not exist"
-         r"|authentication failed|could not read (username|password)|terminal prompts disabled"
-         r"|permission denied|host key verification failed", False, "REPOSITORY_NOT_FOUND"),
-        (r"transport '.*' not allowed|unable to find remote helper|unsupported protocol",
-         False, "UNSAFE_URL"),
-        (r"could not resolve|connect|timed out|early eof|rpc failed|hung up|ssl|gnutls|tls"
-         r"|network|temporar", True, "NETWORK"),
+        (
+            r"could not find remote branch|remote branch .* not found|couldn't find remote ref"
+            r"|not our ref|unadvertised object|invalid refspec|not a valid object name",
+            False,
+            "BAD_REF",
+        ),
+        (
+            r"repository .*not found|not found|does not appear to be a git repository|does not exist"
+            r"|authentication failed|could not read (username|password)|terminal prompts disabled"
+            r"|permission denied|host key verification failed",
+            False,
+            "REPOSITORY_NOT_FOUND",
+        ),
+        (
+            r"transport '.*' not allowed|unable to find remote helper|unsupported protocol",
+            False,
+            "UNSAFE_URL",
+        ),
+        (
+            r"could not resolve|connect|timed out|early eof|rpc failed|hung up|ssl|gnutls|tls"
+            r"|network|temporar",
+            True,
+            "NETWORK",
+        ),
     )
 )
 
@@ -86,7 +105,11 @@ class Checkout:
 
 @contextlib.asynccontextmanager
 async def cloned_repository(
-    url: str, ref: str | None, temp_dir: Path, *, limits: CloneLimits | None = None,
+    url: str,
+    ref: str | None,
+    temp_dir: Path,
+    *,
+    limits: CloneLimits | None = None,
     allow_local: bool | None = None,
 ) -> AsyncIterator[Checkout]:
     """Clones `ref` (default branch when None) of `url`; the directory is gone on exit, whatever happens."""
@@ -218,8 +241,18 @@ def git_clone_arguments(url: str, ref: str | None, destination: Path, *, allow_l
     """The argument list of a branch/tag clone (a sha is fetched instead: see `_GitClone`)."""
     options = _config_options(allow_local)
     branch = ["--branch", ref] if ref is not None else []
-    return [*options, "clone", "--quiet", "--depth", "1", "--no-tags", *branch, "--",
-            _transport_url(url), str(destination)]
+    return [
+        *options,
+        "clone",
+        "--quiet",
+        "--depth",
+        "1",
+        "--no-tags",
+        *branch,
+        "--",
+        _transport_url(url),
+        str(destination),
+    ]
 
 
 def _config_options(allow_local: bool) -> list[str]:
@@ -260,8 +293,18 @@ class _GitClone:
         where = ["-C", str(self.destination)]
         options = _config_options(self.allow)
         await self._git([*options, "init", "--quiet", str(self.destination)], watch=False)
-        fetch = [*options, *where, "fetch", "--quiet", "--depth", "1", "--no-tags", "--",
-                 _transport_url(self.url), sha]
+        fetch = [
+            *options,
+            *where,
+            "fetch",
+            "--quiet",
+            "--depth",
+            "1",
+            "--no-tags",
+            "--",
+            _transport_url(self.url),
+            sha,
+        ]
         await self._git(fetch, watch=True)
         await self._git([*options, *where, "checkout", "--quiet", "--detach", "FETCH_HEAD"], watch=True)
 
@@ -280,8 +323,9 @@ class _GitClone:
         watcher = asyncio.ensure_future(self._watch_size() if watch else asyncio.Event().wait())
         try:
             remaining = max(0.0, self.deadline - asyncio.get_running_loop().time())
-            done, _ = await asyncio.wait({finished, watcher}, timeout=remaining,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {finished, watcher}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
             if finished not in done:
                 await self._raise_stopped(watcher in done)
             stdout, stderr = finished.result()
@@ -318,8 +362,13 @@ class _GitClone:
 async def _spawn(args: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:
     try:
         return await asyncio.create_subprocess_exec(
-            "git", *args, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, start_new_session=True,
+            "git",
+            *args,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
         )
     except OSError as error:
         raise RetryableJobError(f"cannot run git: {error.strerror}", code="STORAGE") from None

@@ -37,8 +37,10 @@ async def initialize_impact_analysis(ctx: TaskContext) -> dict[str, Any]:
     await ctx.update(progress=50, state="analysing")
     report = await asyncio.to_thread(analyse_impact, graph, payload.changed_files)
     log.info(
-        "impact of %d changed files: %d files, %d symbols reached", len(payload.changed_files),
-        report["counts"]["files"], report["counts"]["symbols"],
+        "impact of %d changed files: %d files, %d symbols reached",
+        len(payload.changed_files),
+        report["counts"]["files"],
+        report["counts"]["symbols"],
         extra={"taskId": str(ctx.task_id), "type": ctx.task_type, "step": "analysed"},
     )
     return {

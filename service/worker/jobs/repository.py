@@ -65,7 +65,7 @@ async def _parse(ctx: TaskContext, root: Path) -> list[ParsedFile | SkippedFile]
     results: list[ParsedFile | SkippedFile] = []
     await ctx.update(progress=_PARSE_START, state=f"parsing 0/{total} files")
     for start in range(0, total, chunk):
-        results.extend(await asyncio.to_thread(parse_files, root, files[start:start + chunk]))
+        results.extend(await asyncio.to_thread(parse_files, root, files[start : start + chunk]))
         done = len(results)
         progress = _PARSE_START + (_PARSE_END - _PARSE_START) * done // total
         await ctx.update(progress=progress, state=f"parsing {done}/{total} files")
