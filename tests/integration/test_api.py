@@ -523,3 +523,19 @@ async def test_bearer_auth(make_client: ClientFactory) -> None:
     assert (await client.get("/tasks", headers={"Authorization": "bearer other"})).status_code == 200
     for open_path in ("/health", "/ready", "/metrics", "/openapi.json", "/docs"):
         assert (await client.get(open_path)).status_code == 200, open_path
+
+
+async def test_relay_in_api_publishes_the_outbox(make_client: ClientFactory, db: asyncpg.Pool[Any]) -> None:
+    """With RELAY_IN_API the lifespan runs the outbox relay: a submitted task's job row gets sent."""
+    client = await make_client(relay_in_api=True)
+    task_id = uuid.UUID((await client.post("/tasks", json=SIMULATE)).json()["taskId"])
+    sent = None
+    for _ in range(100):
+        async with db.acquire() as conn:
+            sent = await conn.fetchval(
+                "SELECT sent_at FROM outbox WHERE task_id = $1 ORDER BY outbox_id LIMIT 1", task_id
+            )
+        if sent is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert sent is not None
