@@ -15,8 +15,20 @@ from typing import Any
 
 _CREDENTIALS_IN_URL = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s:]+(:[^/@\s]*)?@")
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"']+")
-_FIELDS = ("taskId", "type", "step", "durationMs", "attempt", "messageId", "workerId", "status", "error",
-           "applied", "count", "queue")
+_FIELDS = (
+    "taskId",
+    "type",
+    "step",
+    "durationMs",
+    "attempt",
+    "messageId",
+    "workerId",
+    "status",
+    "error",
+    "applied",
+    "count",
+    "queue",
+)
 
 
 def redact(text: str) -> str:

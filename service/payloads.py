@@ -65,5 +65,12 @@ def parse_payload(task_type: TaskType, payload: Any) -> _Payload:
     return PAYLOAD_MODELS[task_type].model_validate(payload)
 
 
-__all__ = ["PAYLOAD_MODELS", "ValidationError", "parse_payload", "SimulatePayload", "RepositoryPayload",
-           "ImpactPayload", "WaitForEvent"]
+__all__ = [
+    "PAYLOAD_MODELS",
+    "ValidationError",
+    "parse_payload",
+    "SimulatePayload",
+    "RepositoryPayload",
+    "ImpactPayload",
+    "WaitForEvent",
+]

@@ -36,20 +36,28 @@ class NewTask:
 
 
 async def lock_task(conn: Conn, task_id: uuid.UUID) -> Row | None:
-    return await conn.fetchrow("SELECT * FROM tasks WHERE task_id = $1 FOR UPDATE", task_id)
+    row: Row | None = await conn.fetchrow("SELECT * FROM tasks WHERE task_id = $1 FOR UPDATE", task_id)
+    return row
 
 
 async def insert_task(conn: Conn, new: NewTask) -> Row | None:
     """Inserts the task, its first event and its job message; None when the idempotency key is taken."""
     task_id = uuid.uuid4()
-    row = await conn.fetchrow(
+    row: Row | None = await conn.fetchrow(
         """INSERT INTO tasks (task_id, type, status, priority, max_retries, payload, input_hash,
                               idempotency_key, trace_id, replay_of)
            VALUES ($1, $2, 'PENDING', $3, $4, $5, $6, $7, $8, $9)
            ON CONFLICT (idempotency_key) DO NOTHING
            RETURNING *""",
-        task_id, new.task_type.value, new.priority, new.max_retries, new.payload, new.input_hash,
-        new.idempotency_key, uuid.uuid4().hex, new.replay_of,
+        task_id,
+        new.task_type.value,
+        new.priority,
+        new.max_retries,
+        new.payload,
+        new.input_hash,
+        new.idempotency_key,
+        uuid.uuid4().hex,
+        new.replay_of,
     )
     if row is None:
         return None
@@ -101,33 +109,70 @@ async def _insert_outbox(
     await conn.execute(
         """INSERT INTO outbox (message_id, exchange, routing_key, body, priority, task_id)
            VALUES ($1, $2, $3, $4, $5, $6)""",
-        uuid.uuid4(), exchange, routing_key, body, max(0, min(priority, 255)), task["task_id"],
+        uuid.uuid4(),
+        exchange,
+        routing_key,
+        body,
+        max(0, min(priority, 255)),
+        task["task_id"],
     )
     await conn.execute("SELECT pg_notify('ast_outbox', '')")
 
 
 async def _insert_event(
-    conn: Conn, task: Row, *, kind: str, from_status: str | None, message: str | None,
+    conn: Conn,
+    task: Row,
+    *,
+    kind: str,
+    from_status: str | None,
+    message: str | None,
     worker_id: str | None = None,
 ) -> None:
     await conn.execute(
         """INSERT INTO task_events (task_id, kind, from_status, status, state, progress, attempt,
                                     version, worker_id, message)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
-        task["task_id"], kind, from_status, task["status"], task["state"], task["progress"],
-        task["attempt"], task["version"], worker_id, message,
+        task["task_id"],
+        kind,
+        from_status,
+        task["status"],
+        task["state"],
+        task["progress"],
+        task["attempt"],
+        task["version"],
+        worker_id,
+        message,
     )
 
 
 _SETTABLE = frozenset(
-    {"state", "progress", "retry_count", "error", "result", "started_at", "completed_at", "attempt",
-     "locked_by", "lease_until", "wait_event_type", "wait_event_key", "resume_data", "dead_lettered",
-     "replayed_by"}
+    {
+        "state",
+        "progress",
+        "retry_count",
+        "error",
+        "result",
+        "started_at",
+        "completed_at",
+        "attempt",
+        "locked_by",
+        "lease_until",
+        "wait_event_type",
+        "wait_event_key",
+        "resume_data",
+        "dead_lettered",
+        "replayed_by",
+    }
 )
 
 
 async def change_status(
-    conn: Conn, task: Row, new: Status, *, message: str | None = None, worker_id: str | None = None,
+    conn: Conn,
+    task: Row,
+    new: Status,
+    *,
+    message: str | None = None,
+    worker_id: str | None = None,
     **columns: Any,
 ) -> Row:
     """Moves a locked task to `new`, writes its event, bumps version. Raises IllegalMove."""
@@ -152,7 +197,9 @@ async def report_progress(
     if new_progress == task["progress"] and new_state == task["state"]:
         return task
     row = await _update(conn, task["task_id"], progress=new_progress, state=new_state)
-    await _insert_event(conn, row, kind="progress", from_status=row["status"], message=None, worker_id=worker_id)
+    await _insert_event(
+        conn, row, kind="progress", from_status=row["status"], message=None, worker_id=worker_id
+    )
     return row
 
 
@@ -174,8 +221,9 @@ async def _update(conn: Conn, task_id: uuid.UUID, **columns: Any) -> Row:
             continue
         args.append(value)
         sets.append(f"{name} = ${len(args)}")
-    row = await conn.fetchrow(
-        f"UPDATE tasks SET {', '.join(sets)} WHERE task_id = $1 RETURNING *", *args  # noqa: S608
+    row: Row | None = await conn.fetchrow(
+        f"UPDATE tasks SET {', '.join(sets)} WHERE task_id = $1 RETURNING *",
+        *args,  # noqa: S608
     )
     assert row is not None
     return row
@@ -184,7 +232,9 @@ async def _update(conn: Conn, task_id: uuid.UUID, **columns: Any) -> Row:
 async def insert_result(conn: Conn, task: Row, result: dict[str, Any], worker_id: str | None) -> None:
     await conn.execute(
         "INSERT INTO task_results (task_id, result, worker_id) VALUES ($1, $2, $3)",
-        task["task_id"], result, worker_id,
+        task["task_id"],
+        result,
+        worker_id,
     )
 
 
@@ -195,7 +245,10 @@ async def mark_message_done(
         await conn.execute(
             """INSERT INTO inbox (message_id, task_id, worker_id, outcome) VALUES ($1, $2, $3, $4)
                ON CONFLICT (message_id) DO NOTHING""",
-            message_id, task_id, worker_id, outcome,
+            message_id,
+            task_id,
+            worker_id,
+            outcome,
         )
 
 

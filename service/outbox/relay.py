@@ -8,6 +8,7 @@ again, which the workers' inbox absorbs (at-least-once, deduplicated by message 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from typing import Any
@@ -25,10 +26,19 @@ log = logging.getLogger("ast.relay")
 
 _CLAIM = """SELECT outbox_id, message_id, exchange, routing_key, body, headers, priority, task_id
             FROM outbox WHERE sent_at IS NULL ORDER BY outbox_id LIMIT $1 FOR UPDATE SKIP LOCKED"""
-_MARK_SENT = "UPDATE outbox SET sent_at = clock_timestamp(), attempts = attempts + 1 WHERE outbox_id = ANY($1)"
+_MARK_SENT = (
+    "UPDATE outbox SET sent_at = clock_timestamp(), attempts = attempts + 1 WHERE outbox_id = ANY($1)"
+)
 _MARK_FAILED = "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE outbox_id = $1"
-_TRANSIENT = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, aiormq.exceptions.AMQPError,
-              aio_pika.exceptions.AMQPException, asyncio.TimeoutError, ConnectionError)
+_TRANSIENT = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    aiormq.exceptions.AMQPError,
+    aio_pika.exceptions.AMQPException,
+    asyncio.TimeoutError,
+    ConnectionError,
+)
 _MAX_BACKOFF_S = 2.0
 
 
@@ -70,7 +80,8 @@ class OutboxRelay:
         A row the broker refused stays unsent with its error recorded and is tried again next round;
         it never holds back the rest of the batch.
         """
-        assert self._pool is not None and self._channel is not None
+        assert self._pool is not None
+        assert self._channel is not None
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(_CLAIM, self._settings.relay_batch_size)
             if not rows:
@@ -80,7 +91,9 @@ class OutboxRelay:
             await conn.execute(_MARK_SENT, sent)
             for row, outcome in zip(rows, outcomes, strict=True):
                 if isinstance(outcome, BaseException):
-                    await conn.execute(_MARK_FAILED, row["outbox_id"], f"{type(outcome).__name__}: {outcome}"[:500])
+                    await conn.execute(
+                        _MARK_FAILED, row["outbox_id"], f"{type(outcome).__name__}: {outcome}"[:500]
+                    )
         self.published += len(sent)
         if len(sent) < len(rows):
             failure = next(o for o in outcomes if isinstance(o, BaseException))
@@ -131,16 +144,12 @@ class OutboxRelay:
 
     async def _wait_for_work(self) -> None:
         self._wakeup.clear()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wakeup.wait(), self._settings.relay_poll_ms / 1000)
-        except TimeoutError:
-            pass
 
     async def _sleep(self, seconds: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
-        except TimeoutError:
-            pass
 
     async def _reset(self) -> None:
         """Drops every connection so the next round starts clean (a restarted server needs it)."""

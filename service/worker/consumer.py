@@ -8,15 +8,16 @@ connection, closed channel or cancelled consumer ends the session, and a new one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
-from typing import Any
+from typing import Any, cast
 
 import aio_pika
 import aiormq
 import asyncpg
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractQueue
 
 from service.broker.topology import DEAD_LETTER_EXCHANGE, JOB_QUEUES, declare_topology
 from service.config import Settings
@@ -26,8 +27,15 @@ from service.worker.lifecycle import TaskLifecycle
 from service.worker.processor import MessageProcessor
 
 log = logging.getLogger("ast.worker")
-_TRANSIENT = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, aiormq.exceptions.AMQPError,
-              aio_pika.exceptions.AMQPException, asyncio.TimeoutError, ConnectionError)
+_TRANSIENT = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    aiormq.exceptions.AMQPError,
+    aio_pika.exceptions.AMQPException,
+    asyncio.TimeoutError,
+    ConnectionError,
+)
 _WATCH_INTERVAL_S = 1.0
 
 
@@ -69,8 +77,9 @@ class Worker:
         backoff = 0.2
         while not self._stopping.is_set():
             try:
-                return await create_pool(self.settings.postgres_url, min_size=1,
-                                         max_size=self.settings.worker_concurrency + 2)
+                return await create_pool(
+                    self.settings.postgres_url, min_size=1, max_size=self.settings.worker_concurrency + 2
+                )
             except _TRANSIENT as error:
                 log.warning("database not reachable yet: %s", error)
                 await self._pause(backoff)
@@ -81,8 +90,11 @@ class Worker:
         lifecycle = TaskLifecycle(pool, self.worker_id, self.settings.worker_lease_ms)
         released = await lifecycle.release_leases()
         if released:
-            log.warning("released %d task(s) this worker id held before it died", released,
-                        extra={"step": "recover", "count": released})
+            log.warning(
+                "released %d task(s) this worker id held before it died",
+                released,
+                extra={"step": "recover", "count": released},
+            )
         self._clean_temp_dir()
         self._processor = MessageProcessor(lifecycle, self.settings, self._dead_letter)
 
@@ -113,33 +125,38 @@ class Worker:
         try:
             channel = await connection.channel(publisher_confirms=True)
             await channel.set_qos(prefetch_count=self.settings.rabbit_prefetch)
-            await declare_topology(channel, delivery_limit=self.settings.rabbit_delivery_limit,
-                                   max_retries=self.settings.max_retries,
-                                   retry_base_ms=self.settings.retry_base_ms)
+            await declare_topology(
+                channel,
+                delivery_limit=self.settings.rabbit_delivery_limit,
+                max_retries=self.settings.max_retries,
+                retry_base_ms=self.settings.retry_base_ms,
+            )
             self._dlx = await channel.get_exchange(DEAD_LETTER_EXCHANGE, ensure=False)
+            consumers: list[tuple[AbstractQueue, str]] = []
             for queue in JOB_QUEUES.values():
                 declared = await channel.get_queue(queue.name, ensure=False)
-                await declared.consume(self._on_message)
+                consumers.append((declared, await declared.consume(self._on_message)))
             self._consuming = True
             log.info("consuming", extra={"step": "consume", "workerId": self.worker_id})
-            await self._watch(channel)
+            await self._watch(channel, consumers)
         finally:
             self._consuming = False
             if self._stopping.is_set():
                 await self._finish_inflight()
             await asyncio.gather(connection.close(), return_exceptions=True)
 
-    async def _watch(self, channel: AbstractChannel) -> None:
-        """Returns when stopping; raises when the channel closed or a consumer was cancelled."""
+    async def _watch(self, channel: AbstractChannel, consumers: list[tuple[AbstractQueue, str]]) -> None:
+        """Returns when stopping (consumers cancelled); raises when the channel or a consumer is gone."""
         while not self._stopping.is_set():
             await self._pause(_WATCH_INTERVAL_S)
             if channel.is_closed:
                 raise ConnectionError("channel closed")
-            underlay = await channel.get_underlay_channel()
-            if len(underlay.consumers) < len(JOB_QUEUES):
-                raise ConnectionError(f"only {len(underlay.consumers)} of {len(JOB_QUEUES)} consumers left")
-        for tag in list((await channel.get_underlay_channel()).consumers):
-            await asyncio.gather(channel.channel.basic_cancel(tag), return_exceptions=True)
+            underlay = cast(aiormq.Channel, await channel.get_underlay_channel())
+            lost = [tag for _, tag in consumers if tag not in underlay.consumers]
+            if lost:
+                raise ConnectionError(f"the broker cancelled {len(lost)} of {len(consumers)} consumers")
+        for queue, tag in consumers:
+            await asyncio.gather(queue.cancel(tag), return_exceptions=True)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         task = asyncio.ensure_future(self._handle(message))
@@ -173,9 +190,13 @@ class Worker:
         assert self._dlx is not None
         headers = dict(message.headers or {})
         headers["x-ast-reason"] = reason[:500]
-        copy = aio_pika.Message(body=message.body, headers=headers, message_id=message.message_id,
-                                content_type=message.content_type,
-                                delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+        copy = aio_pika.Message(
+            body=message.body,
+            headers=headers,
+            message_id=message.message_id,
+            content_type=message.content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
         try:
             await self._dlx.publish(copy, routing_key=message.routing_key or "", timeout=10)
             await message.ack()
@@ -184,7 +205,5 @@ class Worker:
             await asyncio.gather(message.reject(requeue=False), return_exceptions=True)
 
     async def _pause(self, seconds: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
-        except TimeoutError:
-            pass

@@ -38,6 +38,7 @@ class EmbeddedServer(uvicorn.Server):
 
 
 def health_server(app: Starlette, port: int) -> EmbeddedServer:
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
-                            lifespan="off")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off"
+    )
     return EmbeddedServer(config)

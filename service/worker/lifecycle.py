@@ -53,8 +53,9 @@ class TaskLifecycle:
         self.worker_id = worker_id
         self._lease = timedelta(milliseconds=lease_ms)
 
-    async def claim(self, task_id: uuid.UUID, message_id: str | None, delivery_count: int,
-                    delivery_limit: int) -> ClaimResult:
+    async def claim(
+        self, task_id: uuid.UUID, message_id: str | None, delivery_count: int, delivery_limit: int
+    ) -> ClaimResult:
         async with self._pool.acquire() as conn, conn.transaction():
             task = await db.lock_task(conn, task_id)
             if task is None:
@@ -68,15 +69,25 @@ class TaskLifecycle:
             if status is Status.IN_PROGRESS and await self._lease_alive(conn, task):
                 return ClaimResult(Claim.BUSY, task, f"held by {task['locked_by']}")
             if delivery_count >= delivery_limit:
-                failure = Failure("DELIVERY_LIMIT", f"delivered {delivery_count + 1} times without finishing "
-                                  "(the worker died each time)", dead_letter=True)
+                failure = Failure(
+                    "DELIVERY_LIMIT",
+                    f"delivered {delivery_count + 1} times without finishing (the worker died each time)",
+                    dead_letter=True,
+                )
                 await self._fail(conn, task, failure, message_id)
                 return ClaimResult(Claim.DEAD_LETTER, task, "delivery limit reached")
             started = await db.change_status(
-                conn, task, Status.IN_PROGRESS, worker_id=self.worker_id,
+                conn,
+                task,
+                Status.IN_PROGRESS,
+                worker_id=self.worker_id,
                 message="started" if status is not Status.IN_PROGRESS else "taken over after a lost worker",
-                attempt=task["attempt"] + 1, progress=0, state="started", locked_by=self.worker_id,
-                lease_until=await self._lease_end(conn), started_at=task["started_at"] or db.now(),
+                attempt=task["attempt"] + 1,
+                progress=0,
+                state="started",
+                locked_by=self.worker_id,
+                lease_until=await self._lease_end(conn),
+                started_at=task["started_at"] or db.now(),
             )
             return ClaimResult(Claim.RUN, started)
 
@@ -106,8 +117,9 @@ class TaskLifecycle:
             task = await self._owned(conn, task_id)
             if task is None:
                 return False
-            await conn.execute("UPDATE tasks SET lease_until = $2 WHERE task_id = $1", task_id,
-                               await self._lease_end(conn))
+            await conn.execute(
+                "UPDATE tasks SET lease_until = $2 WHERE task_id = $1", task_id, await self._lease_end(conn)
+            )
             await db.report_progress(conn, task, progress=progress, state=state, worker_id=self.worker_id)
             return True
 
@@ -116,7 +128,9 @@ class TaskLifecycle:
             updated = await conn.execute(
                 """UPDATE tasks SET lease_until = clock_timestamp() + $3::interval
                    WHERE task_id = $1 AND locked_by = $2 AND status = 'IN_PROGRESS'""",
-                task_id, self.worker_id, self._lease,
+                task_id,
+                self.worker_id,
+                self._lease,
             )
             return str(updated).endswith(" 1")
 
@@ -127,28 +141,46 @@ class TaskLifecycle:
                 await db.mark_message_done(conn, message_id, task_id, self.worker_id, "lost")
                 return False
             await db.insert_result(conn, task, result, self.worker_id)
-            done = await db.change_status(conn, task, Status.COMPLETED, worker_id=self.worker_id,
-                                          message="completed", progress=100, result=result, state="completed",
-                                          error=None)
+            done = await db.change_status(
+                conn,
+                task,
+                Status.COMPLETED,
+                worker_id=self.worker_id,
+                message="completed",
+                progress=100,
+                result=result,
+                state="completed",
+                error=None,
+            )
             await db.enqueue_event(conn, done, "task.completed")
             await db.mark_message_done(conn, message_id, task_id, self.worker_id, "completed")
             return True
 
-    async def wait_for_event(self, task_id: uuid.UUID, event_type: str, key: str, message_id: str | None) -> bool:
+    async def wait_for_event(
+        self, task_id: uuid.UUID, event_type: str, key: str, message_id: str | None
+    ) -> bool:
         async with self._pool.acquire() as conn, conn.transaction():
             task = await self._owned(conn, task_id)
             if task is not None:
                 waiting = await db.change_status(
-                    conn, task, Status.WAITING_FOR_EVENT, worker_id=self.worker_id,
-                    message=f"waiting for {event_type}/{key}", wait_event_type=event_type,
-                    wait_event_key=key, locked_by=None, lease_until=None, state="waiting",
+                    conn,
+                    task,
+                    Status.WAITING_FOR_EVENT,
+                    worker_id=self.worker_id,
+                    message=f"waiting for {event_type}/{key}",
+                    wait_event_type=event_type,
+                    wait_event_key=key,
+                    locked_by=None,
+                    lease_until=None,
+                    state="waiting",
                 )
                 await db.enqueue_event(conn, waiting, "task.waiting")
             await db.mark_message_done(conn, message_id, task_id, self.worker_id, "waiting")
             return task is not None
 
-    async def retry(self, task_id: uuid.UUID, failure: Failure, retry_queue_for: Any,
-                    message_id: str | None) -> bool:
+    async def retry(
+        self, task_id: uuid.UUID, failure: Failure, retry_queue_for: Any, message_id: str | None
+    ) -> bool:
         """RETRYING and a delayed message, or FAILED when retries are used up. True if retried."""
         async with self._pool.acquire() as conn, conn.transaction():
             task = await self._owned(conn, task_id)
@@ -156,14 +188,25 @@ class TaskLifecycle:
                 await db.mark_message_done(conn, message_id, task_id, self.worker_id, "lost")
                 return True
             if task["retry_count"] >= task["max_retries"]:
-                exhausted = Failure("RETRIES_EXHAUSTED", f"gave up after {task['retry_count']} retries; "
-                                    f"last error {failure.code}: {failure.message}", dead_letter=True)
+                exhausted = Failure(
+                    "RETRIES_EXHAUSTED",
+                    f"gave up after {task['retry_count']} retries; "
+                    f"last error {failure.code}: {failure.message}",
+                    dead_letter=True,
+                )
                 await self._fail(conn, task, exhausted, message_id)
                 return False
             retry_count = task["retry_count"] + 1
             retrying = await db.change_status(
-                conn, task, Status.RETRYING, worker_id=self.worker_id, message=f"{failure.code}: {failure.message}",
-                retry_count=retry_count, error=failure.as_json(), locked_by=None, lease_until=None,
+                conn,
+                task,
+                Status.RETRYING,
+                worker_id=self.worker_id,
+                message=f"{failure.code}: {failure.message}",
+                retry_count=retry_count,
+                error=failure.as_json(),
+                locked_by=None,
+                lease_until=None,
                 state="retrying",
             )
             await db.enqueue_retry(conn, retrying, retry_queue_for(retry_count))
@@ -181,9 +224,16 @@ class TaskLifecycle:
             return True
 
     async def _fail(self, conn: db.Conn, task: Row, failure: Failure, message_id: str | None) -> None:
-        failed = await db.change_status(conn, task, Status.FAILED, worker_id=self.worker_id,
-                                        message=f"{failure.code}: {failure.message}", error=failure.as_json(),
-                                        dead_lettered=failure.dead_letter, state="failed")
+        failed = await db.change_status(
+            conn,
+            task,
+            Status.FAILED,
+            worker_id=self.worker_id,
+            message=f"{failure.code}: {failure.message}",
+            error=failure.as_json(),
+            dead_lettered=failure.dead_letter,
+            state="failed",
+        )
         await db.enqueue_event(conn, failed, "task.failed")
         await db.mark_message_done(conn, message_id, task["task_id"], self.worker_id, "failed")
 
@@ -193,9 +243,16 @@ class TaskLifecycle:
             task = await self._owned(conn, task_id)
             if task is None:
                 return False
-            pending = await db.change_status(conn, task, Status.PENDING, worker_id=self.worker_id,
-                                             message="handed back: worker shutting down", locked_by=None,
-                                             lease_until=None, state="handed back")
+            pending = await db.change_status(
+                conn,
+                task,
+                Status.PENDING,
+                worker_id=self.worker_id,
+                message="handed back: worker shutting down",
+                locked_by=None,
+                lease_until=None,
+                state="handed back",
+            )
             await db.enqueue_job(conn, pending)
             await db.mark_message_done(conn, message_id, task_id, self.worker_id, "handed_back")
             return True

@@ -18,7 +18,9 @@ Handler = Callable[[TaskContext], Awaitable[dict[str, Any]]]
 
 JOBS_TOTAL = Counter("ast_worker_jobs_total", "Jobs finished by outcome", ["status", "type"])
 JOB_DURATION = Histogram(
-    "ast_worker_job_duration_seconds", "Job run time", ["type"],
+    "ast_worker_job_duration_seconds",
+    "Job run time",
+    ["type"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
 )
 CURRENT_TASKS = Gauge("ast_worker_current_tasks", "Jobs running in this worker")
@@ -35,8 +37,12 @@ def outcome_of(error: BaseException | None) -> str:
     if error is None:
         return "completed"
     kinds: list[tuple[type[BaseException], str]] = [
-        (WaitForEvent, "waiting"), (TaskCancelled, "cancelled"), (RetryableJobError, "retryable"),
-        (TerminalJobError, "failed"), (ShutdownHandBack, "handed_back"), (asyncio.CancelledError, "handed_back"),
+        (WaitForEvent, "waiting"),
+        (TaskCancelled, "cancelled"),
+        (RetryableJobError, "retryable"),
+        (TerminalJobError, "failed"),
+        (ShutdownHandBack, "handed_back"),
+        (asyncio.CancelledError, "handed_back"),
     ]
     return next((label for kind, label in kinds if isinstance(error, kind)), "error")
 
@@ -72,8 +78,12 @@ class LoggingMiddleware:
             duration_ms = round((time.perf_counter() - started) * 1000, 1)
             outcome = outcome_of(error)
             level = logging.WARNING if outcome in {"failed", "error", "retryable"} else logging.INFO
-            detail = f": {type(error).__name__}: {error}" if error is not None and outcome != "completed" else ""
-            log.log(level, f"job {outcome}{detail}", extra={**extra, "step": "finish", "durationMs": duration_ms})
+            detail = (
+                f": {type(error).__name__}: {error}" if error is not None and outcome != "completed" else ""
+            )
+            log.log(
+                level, f"job {outcome}{detail}", extra={**extra, "step": "finish", "durationMs": duration_ms}
+            )
 
 
 class TimeoutMiddleware:
@@ -88,7 +98,9 @@ class TimeoutMiddleware:
         try:
             return await asyncio.wait_for(call_next(ctx), limit_ms / 1000)
         except TimeoutError:
-            raise RetryableJobError(f"job exceeded its time limit of {limit_ms} ms", code="JOB_TIMEOUT") from None
+            raise RetryableJobError(
+                f"job exceeded its time limit of {limit_ms} ms", code="JOB_TIMEOUT"
+            ) from None
 
 
 def chain(handler: Handler, middlewares: Sequence[Middleware]) -> Handler:

@@ -31,7 +31,13 @@ from service.errors import (
 from service.models import Status, TaskType
 from service.worker.jobs import job_for
 from service.worker.lifecycle import Claim, Failure, TaskLifecycle
-from service.worker.middleware import LoggingMiddleware, MetricsMiddleware, TimeoutMiddleware, chain
+from service.worker.middleware import (
+    LoggingMiddleware,
+    MetricsMiddleware,
+    Middleware,
+    TimeoutMiddleware,
+    chain,
+)
 
 log = logging.getLogger("ast.worker")
 T = TypeVar("T")
@@ -99,7 +105,11 @@ class MessageProcessor:
         self._lifecycle = lifecycle
         self._settings = settings
         self._dead_letter = dead_letter
-        self._middlewares = [MetricsMiddleware(), LoggingMiddleware(), TimeoutMiddleware(settings.job_timeout_ms)]
+        self._middlewares: list[Middleware] = [
+            MetricsMiddleware(),
+            LoggingMiddleware(),
+            TimeoutMiddleware(settings.job_timeout_ms),
+        ]
 
     async def process(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -111,14 +121,20 @@ class MessageProcessor:
         try:
             await self._process_job(message, job)
         except _DB_ERRORS as error:
-            log.error("database unavailable, message returned to the queue: %s", error,
-                      extra={"taskId": str(job.task_id)})
+            log.error(
+                "database unavailable, message returned to the queue: %s",
+                error,
+                extra={"taskId": str(job.task_id)},
+            )
             await _settle(message.nack(requeue=True))
 
     async def _process_job(self, message: AbstractIncomingMessage, job: JobMessage) -> None:
         while True:
-            claim = await self._db(lambda: self._lifecycle.claim(
-                job.task_id, job.message_id, job.delivery_count, self._settings.rabbit_delivery_limit))
+            claim = await self._db(
+                lambda: self._lifecycle.claim(
+                    job.task_id, job.message_id, job.delivery_count, self._settings.rabbit_delivery_limit
+                )
+            )
             if claim.claim is not Claim.BUSY:
                 break
             await asyncio.sleep(_BUSY_POLL_S)
@@ -152,7 +168,9 @@ class MessageProcessor:
             watcher.cancel()
         ok = await self._db(lambda: self._lifecycle.complete(job.task_id, result, job.message_id))
         if not ok:
-            log.warning("result dropped: the task was cancelled or taken over", extra={"taskId": str(job.task_id)})
+            log.warning(
+                "result dropped: the task was cancelled or taken over", extra={"taskId": str(job.task_id)}
+            )
         await _settle(message.ack())
 
     async def _watch(self, ctx: PostgresTaskContext, runner: asyncio.Future[Any]) -> bool:
@@ -173,10 +191,15 @@ class MessageProcessor:
         log.info("job stopped: its task was cancelled or taken over", extra={"taskId": str(ctx.task_id)})
         await _settle(message.ack())
 
-    async def _settle_error(self, message: AbstractIncomingMessage, job: JobMessage, error: BaseException) -> None:
+    async def _settle_error(
+        self, message: AbstractIncomingMessage, job: JobMessage, error: BaseException
+    ) -> None:
         if isinstance(error, WaitForEvent):
-            await self._db(lambda: self._lifecycle.wait_for_event(job.task_id, error.event_type, error.key,
-                                                                   job.message_id))
+            await self._db(
+                lambda: self._lifecycle.wait_for_event(
+                    job.task_id, error.event_type, error.key, job.message_id
+                )
+            )
             await _settle(message.ack())
         elif isinstance(error, TaskCancelled | TaskNotRunnable):
             await _settle(message.ack())
@@ -191,14 +214,18 @@ class MessageProcessor:
         if isinstance(error, RetryableJobError):
             failure = Failure(error.code, error.message, dead_letter=False)
         else:
-            log.exception("job raised an unexpected error", exc_info=error, extra={"taskId": str(job.task_id)})
+            log.exception(
+                "job raised an unexpected error", exc_info=error, extra={"taskId": str(job.task_id)}
+            )
             failure = Failure("INTERNAL_ERROR", f"{type(error).__name__}: {error}", dead_letter=False)
         queue = JOB_QUEUES[job.task_type]
 
         def retry_queue(retry_count: int) -> str:
             return queue.retry_queue(retry_delay_ms(retry_count, self._settings.retry_base_ms))
 
-        acked = await self._db(lambda: self._lifecycle.retry(job.task_id, failure, retry_queue, job.message_id))
+        acked = await self._db(
+            lambda: self._lifecycle.retry(job.task_id, failure, retry_queue, job.message_id)
+        )
         await _settle(message.ack() if acked else message.reject(requeue=False))
 
     async def _hand_back(self, message: AbstractIncomingMessage, job: JobMessage) -> None:

@@ -41,7 +41,9 @@ async def simulate(ctx: TaskContext) -> dict[str, Any]:
 
 async def _misbehave(spec: SimulatePayload, ctx: TaskContext) -> None:
     if spec.outcome == "retryable":
-        raise RetryableJobError(f"simulated transient failure on attempt {ctx.attempt}", code="SIMULATED_RETRYABLE")
+        raise RetryableJobError(
+            f"simulated transient failure on attempt {ctx.attempt}", code="SIMULATED_RETRYABLE"
+        )
     if spec.outcome == "terminal":
         raise TerminalJobError("simulated terminal failure", code="SIMULATED_TERMINAL")
     if spec.outcome == "crash":
