@@ -1,0 +1,267 @@
+"""The embedded stack provider against real RabbitMQ and PostgreSQL processes.
+
+These tests own their servers (no session `stack` fixture): they kill and restart them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aio_pika
+import aiormq
+import asyncpg
+import psutil
+import pytest
+
+from harness.stack.local import LocalStack
+from harness.stack.processes import ManagedProcess
+from harness.stack.rabbitmq import RabbitNode
+
+pytestmark = pytest.mark.integration
+QUORUM = {"x-queue-type": "quorum"}
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    run_dir = tmp_path_factory.mktemp("servers")
+    stack = LocalStack(run_dir, services=False, show_progress=False, own_thread=True)
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+def _rabbit(stack: LocalStack) -> RabbitNode:
+    assert stack.rabbit is not None
+    return stack.rabbit
+
+
+async def _publish_and_consume(amqp_url: str, body: bytes) -> bytes:
+    connection = await aio_pika.connect(amqp_url, timeout=10)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue("harness.selftest", durable=True, arguments=QUORUM)
+        await channel.default_exchange.publish(aio_pika.Message(body), routing_key=queue.name)
+        message = await queue.get(timeout=10, fail=True)
+        assert message is not None
+        await message.ack()
+        return message.body
+
+
+async def test_rabbitmq_publish_and_consume(servers: LocalStack) -> None:
+    assert await _publish_and_consume(servers.endpoints.amqp_url, b"hello") == b"hello"
+
+
+async def test_postgres_table_roundtrip(servers: LocalStack) -> None:
+    connection = await asyncpg.connect(servers.endpoints.postgres_dsn)
+    try:
+        await connection.execute("create table if not exists selftest (id int primary key, note text)")
+        await connection.execute("insert into selftest values (1, 'x') on conflict do nothing")
+        assert await connection.fetchval("select note from selftest where id = 1") == "x"
+    finally:
+        await connection.close()
+
+
+async def test_rabbitmq_kill_9_and_restart(servers: LocalStack) -> None:
+    rabbit = _rabbit(servers)
+    old_pid = rabbit.server.pid
+    # Measured on 3.10.8: a quorum queue declared less than ~1 s before a kill -9 never gets a
+    # leader again (its Ra registration was not on disk yet); not a harness fault, so wait it out.
+    await asyncio.sleep(2)
+    rabbit.kill()
+    assert not rabbit.server.is_running
+    assert rabbit.server.returncode == -signal.SIGKILL
+    started = time.monotonic()
+    rabbit.start()
+    await rabbit.wait_ready()
+    ready_s = time.monotonic() - started
+    assert rabbit.server.pid != old_pid
+    assert await _until_quorum_accepts(servers.endpoints.amqp_url) == b"after crash"
+    accepts_s = time.monotonic() - started
+    print(f"\nrabbitmq after kill -9: AMQP ready {ready_s:.2f}s, quorum queue accepts {accepts_s:.2f}s")
+
+
+async def _until_quorum_accepts(amqp_url: str, timeout: float = 60.0) -> bytes:
+    """After a crash the quorum queue nacks publishes until its Raft member has recovered."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await _publish_and_consume(amqp_url, b"after crash")
+        except aiormq.exceptions.DeliveryError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
+async def test_postgres_fast_restart_keeps_data(servers: LocalStack) -> None:
+    postgres = servers.postgres
+    assert postgres is not None
+    await test_postgres_table_roundtrip(servers)
+    postgres.restart()
+    await postgres.wait_ready()
+    connection = await asyncpg.connect(servers.endpoints.postgres_dsn)
+    try:
+        assert await connection.fetchval("select count(*) from selftest") == 1
+    finally:
+        await connection.close()
+
+
+async def test_postgres_immediate_stop_recovers(servers: LocalStack) -> None:
+    postgres = servers.postgres
+    assert postgres is not None
+    postgres.kill()
+    assert not postgres.server.is_running
+    postgres.start()
+    await postgres.wait_ready()
+    connection = await asyncpg.connect(servers.endpoints.postgres_dsn)
+    try:
+        assert await connection.fetchval("select 1") == 1
+    finally:
+        await connection.close()
+
+
+def _wait_for(predicate: object, timeout: float = 10.0) -> bool:
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_managed_process_supervision(tmp_path: Path) -> None:
+    argv = ["sh", "-c", "echo up; exec sleep 300"]
+    proc = ManagedProcess("sleeper", argv, log_dir=tmp_path, supervise=True)
+    proc.restart_delay = 0.05
+    proc.start()
+    first = proc.pid
+    proc.kill()
+    assert _wait_for(lambda: proc.is_running and proc.pid != first), "a killed supervised process comes back"
+    assert proc.restart_count == 1
+    proc.pause()
+    assert psutil.Process(proc.pid).status() == psutil.STATUS_STOPPED
+    proc.resume()
+    second = proc.pid
+    assert proc.stop(timeout=5) == -signal.SIGTERM
+    time.sleep(0.3)
+    assert not proc.is_running, "stop() is deliberate: no restart"
+    assert proc.pid == second
+    assert proc.log_path.read_text().splitlines().count("up") == 2
+
+
+def test_managed_process_unexpected_exit_restarts(tmp_path: Path) -> None:
+    proc = ManagedProcess("crasher", ["sh", "-c", "sleep 0.2; exit 3"], log_dir=tmp_path, supervise=True)
+    proc.restart_delay = 0.05
+    proc.start()
+    assert _wait_for(lambda: proc.restart_count >= 2)
+    proc.stop(timeout=5)
+    count = proc.restart_count
+    time.sleep(0.5)
+    assert proc.restart_count == count
+
+
+def test_unsupervised_process_stays_dead_and_kill_takes_the_group(tmp_path: Path) -> None:
+    proc = ManagedProcess("group", ["sh", "-c", "sleep 300 & sleep 300"], log_dir=tmp_path)
+    proc.start()
+    assert _wait_for(lambda: len(psutil.Process(proc.pid).children()) == 1)
+    child = psutil.Process(proc.pid).children()[0]
+    proc.kill()
+    assert _wait_for(lambda: not _alive(child))
+    assert not proc.is_running
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _leftovers(marker: str) -> list[str]:
+    """Live (non-zombie) processes whose command line mentions `marker`."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        if proc.info["status"] == psutil.STATUS_ZOMBIE or proc.pid == os.getpid():
+            continue
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if marker in cmdline:
+            found.append(f"{proc.pid}: {cmdline[:160]}")
+    return found
+
+
+def test_stop_leaves_nothing_running(tmp_path: Path) -> None:
+    stack = LocalStack(tmp_path, services=False, show_progress=False, own_thread=True)
+    stack.start()
+    rabbit, postgres = stack.rabbit, stack.postgres
+    assert rabbit is not None
+    assert postgres is not None
+    assert stack.tmp_dir is not None
+    markers = [str(stack.tmp_dir), f"-port {rabbit.ports.epmd}", rabbit.nodename]
+    pids = [p.pid for p in stack.processes() if p.pid is not None]
+    assert all(_leftovers(marker) for marker in markers[:2])
+    print(f"\nservers-only stack ready: {stack.timings}")
+    stack.stop()
+    stack.stop()
+    assert [line for marker in markers for line in _leftovers(marker)] == []
+    assert not [pid for pid in pids if psutil.pid_exists(pid) and _alive(psutil.Process(pid))]
+    assert not Path(markers[0]).exists()
+
+
+def test_bare_rabbitmq_start_to_amqp_ready(tmp_path: Path) -> None:
+    node = RabbitNode(tmp_path / "rabbit", tmp_path / "logs")
+    started = time.monotonic()
+    node.start()
+    try:
+        from harness.stack.readiness import run_sync
+
+        run_sync(node.wait_ready(), own_thread=True)
+        print(f"\nbare rabbitmq start to AMQP+management ready: {time.monotonic() - started:.2f}s")
+    finally:
+        node.teardown()
+    assert _leftovers(node.nodename) == []
+
+
+def _read_export_line(proc: subprocess.Popen[str], timeout: float) -> dict[str, str]:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if line.startswith("export "):
+            return dict(part.split("=", 1) for part in line.split()[1:])
+    raise AssertionError(f"no export line; exit {proc.poll()}")
+
+
+def test_harness_up_prints_export_line_and_stops_on_sigint(tmp_path: Path) -> None:
+    harness = Path(sys.executable).parent / "harness"
+    argv = [str(harness), "up", "--run-dir", str(tmp_path), *_up_service_args()]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        exports = _read_export_line(proc, timeout=120)
+        assert exports["RABBIT_URL"].startswith("amqp://guest:guest@127.0.0.1:")
+        assert exports["POSTGRES_URL"].startswith("postgresql://ast@127.0.0.1:")
+        assert Path(exports["HARNESS_TARGET"]).read_text().startswith("[api]")
+        data_dirs = _leftovers("ast-stack-")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    port = exports["POSTGRES_URL"].rsplit(":", 1)[1].split("/")[0]
+    assert _leftovers(f"port={port}") == []
+    assert _leftovers(exports["RABBIT_URL"].rsplit(":", 1)[1].strip("/")) == []
+    assert data_dirs, "the stack's processes were visible while it ran"
+
+
+def _up_service_args() -> list[str]:
+    """Services on when HARNESS_UP_SERVICES=1 (the service executables must work then)."""
+    return [] if os.environ.get("HARNESS_UP_SERVICES") == "1" else ["--no-services"]
