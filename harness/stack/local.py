@@ -230,7 +230,7 @@ class LocalStack:
             f"{service.process.name} ({url})",
             lambda: http_ok(url),
             timeout=self.ready_timeout,
-            alive=lambda: service.process.is_running,
+            alive=lambda: service.process.expected_running,
             explain=service.process.log_tail,
         )
 
@@ -266,6 +266,10 @@ class LocalStack:
     def kill_worker(self, name: str) -> None:
         """SIGKILL a worker mid-job; being supervised it comes back, like a killed pod."""
         self.workers[name].process.kill()
+
+    def wait_worker_ready(self, name: str) -> float:
+        """Wait until the worker's /ready answers 200 (e.g. after `kill_worker`); seconds waited."""
+        return run_sync(self._wait_service(self.workers[name]), own_thread=self.own_thread)
 
     def restart_worker(self, name: str) -> None:
         """SIGTERM and start again (one step of a rolling restart); waits until ready."""

@@ -169,6 +169,11 @@ class ManagedProcess:
         return self._popen is not None and self._popen.poll() is None
 
     @property
+    def expected_running(self) -> bool:
+        """Running, or supervised and due to be restarted (between a crash and its restart)."""
+        return self.is_running or (self.supervise and self._wanted)
+
+    @property
     def returncode(self) -> int | None:
         return self._popen.poll() if self._popen is not None else None
 
