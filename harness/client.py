@@ -7,11 +7,17 @@ outcomes; the caller reads `CallResult.outcome`. Only the contract's surface is 
 
 `AsyncServiceClient` is the main client; `ServiceClient` is a thin synchronous twin for Locust
 users, which run under gevent and cannot use asyncio.
+
+`RecordingTransport` (and its async twin) give the same records to any plain `httpx.Client`,
+naming each request's `f` from its method and path (`derive_f`), so suites that speak raw
+HTTP still leave a history the checker can read.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -93,16 +99,14 @@ def _error_code(body: Any) -> str | None:
     return None
 
 
-def _trim(request: Request, body: Any) -> Any:
+def _trim(f: str, body: Any) -> Any:
     """Keeps the history small: list answers are summarised, single objects kept."""
-    if request.f in {"list", "events"} and isinstance(body, dict) and isinstance(body.get("items"), list):
+    if f in {"list", "events"} and isinstance(body, dict) and isinstance(body.get("items"), list):
         return {"items": len(body["items"]), "nextCursor": body.get("nextCursor")}
     return body
 
 
-def _record_response(
-    history: History, invocation: Operation, request: Request, response: httpx.Response
-) -> CallResult:
+def _record_response(history: History, invocation: Operation, response: httpx.Response) -> CallResult:
     body = _decode(response)
     task_id, status = _task_fields(body)
     op = history.complete(
@@ -112,7 +116,7 @@ def _record_response(
         task_id=task_id,
         task_status=status,
         error=_error_code(body),
-        value=_trim(request, body),
+        value=_trim(invocation.f, body),
     )
     return CallResult(op, response.status_code, body)
 
@@ -190,7 +194,7 @@ class AsyncServiceClient:
             )
         except httpx.HTTPError as error:
             return _record_error(self.history, invocation, error)
-        return _record_response(self.history, invocation, request, response)
+        return _record_response(self.history, invocation, response)
 
     async def submit(
         self,
@@ -280,7 +284,7 @@ class ServiceClient:
             )
         except httpx.HTTPError as error:
             return _record_error(self.history, invocation, error)
-        return _record_response(self.history, invocation, request, response)
+        return _record_response(self.history, invocation, response)
 
     def submit(
         self,
@@ -329,3 +333,132 @@ class ServiceClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# --- recording any httpx client -------------------------------------------------------------------
+
+_ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
+    (method, re.compile(pattern), f)
+    for method, pattern, f in (
+        ("POST", r"/tasks/?", "submit"),
+        ("GET", r"/tasks/?", "list"),
+        ("GET", r"/tasks/[^/]+/events/?", "events"),
+        ("GET", r"/tasks/[^/]+/stream/?", "stream"),
+        ("POST", r"/tasks/[^/]+/cancel/?", "cancel"),
+        ("GET", r"/tasks/[^/]+/?", "get"),
+        ("POST", r"/events/?", "event"),
+        ("POST", r"/dlq/replay/?", "replay"),
+        ("GET", r"/queues/?", "queues"),
+        ("GET", r"/health/?", "health"),
+        ("GET", r"/ready/?", "ready"),
+        ("GET", r"/metrics/?", "metrics"),
+        ("GET", r"/openapi\.json", "openapi"),
+    )
+)
+OTHER_F = "other"
+
+
+def derive_f(method: str, path: str) -> str:
+    """The history's `f` for a request, named as ServiceClient names its calls (`submit`, `get`, ...).
+
+    The checker finds submits by `f`, so a raw httpx call must be named exactly as the client's
+    own method would be; anything outside the contract's routes is `other`.
+    """
+    method = method.upper()
+    for route_method, pattern, f in _ROUTES:
+        if route_method == method and pattern.fullmatch(path):
+            return f
+    return OTHER_F
+
+
+def _request_body(request: httpx.Request) -> Any:
+    """The JSON body (so its digest equals ServiceClient's), the raw text if not JSON, None if streamed."""
+    try:
+        content = request.content
+    except httpx.RequestNotRead:
+        return None
+    if not content:
+        return None
+    try:
+        return json.loads(content)
+    except ValueError:
+        return content.decode("utf-8", "replace")
+
+
+def _invoke_raw(history: History, process: str, request: httpx.Request) -> Operation:
+    return history.invoke(
+        process,
+        derive_f(request.method, request.url.path),
+        request.method,
+        request.url.path,
+        body=_request_body(request),
+        idempotency_key=request.headers.get("Idempotency-Key"),
+    )
+
+
+def _is_event_stream(response: httpx.Response) -> bool:
+    """An SSE answer is not read here: it runs until the task ends, and the caller consumes it."""
+    return str(response.headers.get("content-type", "")).startswith("text/event-stream")
+
+
+def _record_unread(history: History, invocation: Operation, response: httpx.Response) -> None:
+    history.complete(invocation, _classify(response.status_code), status_code=response.status_code)
+
+
+class RecordingTransport(httpx.BaseTransport):
+    """Wraps any transport so every request through an `httpx.Client` lands in a History.
+
+    It records exactly what ServiceClient records (ok for 2xx, fail for 4xx, info for 5xx and
+    transport errors), so tests written against plain httpx still leave a checkable history.
+    Unlike ServiceClient it re-raises transport errors: the caller chose httpx's semantics.
+    """
+
+    def __init__(self, inner: httpx.BaseTransport, history: History, *, process: str | None = None) -> None:
+        self.inner = inner
+        self.history = history
+        self.process = process or f"http-{next(_process_ids)}"
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        invocation = _invoke_raw(self.history, self.process, request)
+        try:
+            response = self.inner.handle_request(request)
+            if _is_event_stream(response):
+                _record_unread(self.history, invocation, response)
+                return response
+            response.read()
+        except httpx.HTTPError as error:
+            _record_error(self.history, invocation, error)
+            raise
+        _record_response(self.history, invocation, response)
+        return response
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class AsyncRecordingTransport(httpx.AsyncBaseTransport):
+    """The async twin of RecordingTransport, for `httpx.AsyncClient`."""
+
+    def __init__(
+        self, inner: httpx.AsyncBaseTransport, history: History, *, process: str | None = None
+    ) -> None:
+        self.inner = inner
+        self.history = history
+        self.process = process or f"http-{next(_process_ids)}"
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        invocation = _invoke_raw(self.history, self.process, request)
+        try:
+            response = await self.inner.handle_async_request(request)
+            if _is_event_stream(response):
+                _record_unread(self.history, invocation, response)
+                return response
+            await response.aread()
+        except httpx.HTTPError as error:
+            _record_error(self.history, invocation, error)
+            raise
+        _record_response(self.history, invocation, response)
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()

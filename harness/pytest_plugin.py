@@ -1,15 +1,18 @@
-"""pytest fixtures for suites that need the stack: `stack`, `endpoints`, `clean_state`.
+"""pytest fixtures for suites that need the stack: `stack`, `endpoints`, `clean_state`, plus the
+per-test `history` and `invariants` (Jepsen's check after every test), and the Allure hook.
 
 Loaded for every run (`-p harness.pytest_plugin`), so nothing here may start a server unless
 a test asks for one of these fixtures: unit tests run with no servers at all.
 With HARNESS_TARGET set to a target TOML file, the suites drive that deployment instead.
+With HARNESS_RUN_DIR set (by `harness gate`), every file goes into that run directory
+(see `harness.store` for the layout) instead of a new `reports/out/<ts>-pytest/`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -17,11 +20,24 @@ import asyncpg
 import httpx
 import pytest
 
+from harness.checker import Expectations
+from harness.history import History
+from harness.live_check import DEFAULT_SETTLE_S, check_deployment
 from harness.stack.base import StackEndpoints, StackProvider
 from harness.stack.local import LocalStack, install_cleanup_handlers
 from harness.stack.readiness import run_sync
-from harness.stack.rundir import new_run_dir
 from harness.stack.target import TargetStack
+from harness.store import (
+    RUN_DIR_ENV,
+    append_check,
+    history_path,
+    log_files,
+    resolve_run_dir,
+    suite_name,
+    tail,
+    unique_dir,
+)
+from harness.verdict import check_record, verdict_text
 
 SESSION_ENV = {
     "RETRY_BASE_MS": "200",
@@ -32,12 +48,26 @@ SESSION_ENV = {
 }
 SERVICE_TABLES = "tasks, task_events, task_results, outbox, inbox"
 QUEUE_PREFIX = "ast."
+LEAVES_WAITING = "leaves_waiting"
+_LOG_DIR = pytest.StashKey[Path]()
+_HISTORY_PATH = pytest.StashKey[Path]()
+_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+_ATTACHED = pytest.StashKey[bool]()
 
 
 @pytest.fixture(scope="session")
-def stack_run_dir(pytestconfig: pytest.Config) -> Path:
-    """reports/out/<timestamp>-pytest, with `latest` pointing at it."""
-    return new_run_dir("pytest", pytestconfig.rootpath / "reports" / "out")
+def run_dir(pytestconfig: pytest.Config) -> Path:
+    """HARNESS_RUN_DIR (the gate's run), else reports/out/<timestamp>-pytest with `latest` at it."""
+    return resolve_run_dir("pytest", pytestconfig.rootpath / "reports" / "out")
+
+
+@pytest.fixture(scope="session")
+def stack_run_dir(run_dir: Path) -> Path:
+    """Where the embedded stack keeps its logs and target file: the run directory itself, or,
+    inside a gate's run shared by several suites, `<run>/stacks/<suite>` so no two stacks mix."""
+    if os.environ.get(RUN_DIR_ENV):
+        return unique_dir(run_dir / "stacks", suite_name())
+    return run_dir
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +85,7 @@ def stack(request: pytest.FixtureRequest) -> Iterator[StackProvider]:
         install_cleanup_handlers()
         run_dir: Path = request.getfixturevalue("stack_run_dir")
         provider = LocalStack(run_dir, workers=2, env=SESSION_ENV, show_progress=False, own_thread=True)
+        request.config.stash[_LOG_DIR] = provider.log_dir
     provider.start()
     try:
         yield provider
@@ -111,3 +142,99 @@ async def purge_ast_queues(management_url: str) -> list[str]:
                 (await client.delete(path)).raise_for_status()
                 purged.append(queue["name"])
         return purged
+
+
+# --- the history of one test and the invariants after it ----------------------------------------
+
+
+@pytest.fixture
+def history(request: pytest.FixtureRequest, run_dir: Path) -> Iterator[History]:
+    """This test's History, mirrored to `<run>/histories/<test>.jsonl` (fresh for every run of it)."""
+    path = history_path(run_dir, request.node.nodeid)
+    path.unlink(missing_ok=True)
+    request.node.stash[_HISTORY_PATH] = path
+    recorded = History(path)
+    try:
+        yield recorded
+    finally:
+        recorded.close()
+
+
+def _expectations(item: pytest.Item) -> Expectations:
+    """No task may be left waiting for an event unless the test says so with `leaves_waiting`."""
+    if item.get_closest_marker(LEAVES_WAITING) is not None:
+        return Expectations(waiting=None)
+    return Expectations(waiting=frozenset())
+
+
+def _test_ran(item: pytest.Item) -> bool:
+    """The body ran (passed or failed): a skipped test, or one whose setup failed, left nothing to judge."""
+    call = item.stash.get(_REPORTS, {}).get("call")
+    return call is not None and not call.skipped
+
+
+@pytest.fixture
+def invariants(
+    request: pytest.FixtureRequest, endpoints: StackEndpoints, history: History, run_dir: Path
+) -> Iterator[None]:
+    """After the test body, and after every fixture the test asked for has been torn down (paused
+    workers resumed), let the system settle and check the 11 invariants over this test's history.
+
+    The verdict goes to `<run>/checks.jsonl`; an invariant not held fails the test at teardown
+    with the verdict table, the taskIds and the evidence. Use it autouse in suites that drive the
+    service through the `history`; not in suites that plant violations on purpose.
+    """
+    yield
+    item = request.node
+    if not _test_ran(item):
+        return
+    live = run_sync(
+        check_deployment(endpoints, history, _expectations(item), settle_timeout_s=DEFAULT_SETTLE_S),
+        own_thread=True,
+    )
+    record = check_record(
+        item.nodeid, live.verdict, live.settled, suite=suite_name(), history=str(history.path)
+    )
+    append_check(run_dir, record)
+    if live.verdict.valid != "held":
+        pytest.fail(
+            f"invariants {live.verdict.valid.upper()} after {item.nodeid}\n{verdict_text(live.verdict)}",
+            pytrace=False,
+        )
+
+
+# --- Allure: the history and the service logs of a failing test ---------------------------------
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keeps each phase's report (the `invariants` fixture asks whether the body ran) and, once per
+    failing test, attaches its history and the tail of every service log to the Allure result."""
+    report = yield
+    item.stash.setdefault(_REPORTS, {})[report.when] = report
+    if report.failed and not item.stash.get(_ATTACHED, False) and _allure_active(item.config):
+        item.stash[_ATTACHED] = True
+        _attach_evidence(item)
+    return report
+
+
+def _allure_active(config: pytest.Config) -> bool:
+    return config.pluginmanager.get_plugin("allure_listener") is not None
+
+
+def _attach_evidence(item: pytest.Item) -> None:
+    import allure
+
+    history_file = item.stash.get(_HISTORY_PATH, None)
+    if history_file is not None and history_file.exists():
+        allure.attach.file(  # type: ignore[no-untyped-call]  # allure-python ships no annotations here
+            str(history_file),
+            name="history.jsonl",
+            attachment_type=allure.attachment_type.TEXT,
+            extension="jsonl",
+        )
+    log_dir = item.config.stash.get(_LOG_DIR, None)
+    for log in log_files(log_dir) if log_dir is not None else ():
+        allure.attach(tail(log), name=f"{log.name} (tail)", attachment_type=allure.attachment_type.TEXT)

@@ -7,6 +7,7 @@ results.json is what the HTML report, the gate and CI read, so its shape is docu
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -91,3 +92,48 @@ def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
     console = console or Console()
     console.print(verdict_table(verdict))
     console.print(counts_line(verdict))
+
+
+def violations_text(verdict: Verdict, max_per_invariant: int = 5, max_evidence: int = 1500) -> str:
+    """Each broken or unknown invariant with its taskIds and evidence: what a failing test prints."""
+    lines: list[str] = []
+    for r in verdict.results:
+        if r.status == "held":
+            continue
+        lines.append(f"invariant {r.number} ({r.name}): {r.status.upper()} {r.note}".rstrip())
+        for v in r.violations[:max_per_invariant]:
+            evidence = json.dumps(v.evidence, default=str)
+            cut = evidence[:max_evidence] + (" ..." if len(evidence) > max_evidence else "")
+            lines.append(f"  tasks {', '.join(v.task_ids) or '-'}: {v.message}")
+            lines.append(f"    evidence: {cut}")
+        if len(r.violations) > max_per_invariant:
+            lines.append(f"  ... and {len(r.violations) - max_per_invariant} more")
+    return "\n".join(lines)
+
+
+def verdict_text(verdict: Verdict, width: int = 120) -> str:
+    """The Rich table rendered as plain text (no colour codes), the counts, then the violations."""
+    console = Console(width=width, record=True, force_terminal=False, color_system=None, file=io.StringIO())
+    print_verdict(verdict, console)
+    return console.export_text() + violations_text(verdict)
+
+
+def check_record(
+    nodeid: str, verdict: Verdict, settled: Settled | None = None, **extra: Any
+) -> dict[str, Any]:
+    """One line of checks.jsonl: a test's verdict with the broken invariants and their taskIds."""
+    return {
+        "nodeid": nodeid,
+        "valid": verdict.valid,
+        "counts": asdict(verdict.counts),
+        "invariants": {str(r.number): r.status for r in verdict.results},
+        "broken": [
+            {"number": r.number, "name": r.name, "status": r.status, "note": r.note,
+             "taskIds": sorted(r.task_ids)[:50], "violations": len(r.violations)}
+            for r in verdict.results
+            if r.status != "held"
+        ],
+        "settled": settled.settled if settled is not None else None,
+        "waitedS": round(settled.waited_s, 3) if settled is not None else None,
+        **extra,
+    }

@@ -1,4 +1,8 @@
-"""Fixtures of the e2e suite: an HTTP client on the API, the DSN, and process handles."""
+"""Fixtures of the e2e suite: a recording HTTP client on the API, the DSN, and process handles.
+
+Every request through `api` lands in the test's history, and after every test the invariants
+are checked over that history and the settled stores (`invariants`, autouse here).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from harness.client import RecordingTransport
+from harness.history import History
 from harness.stack.base import StackEndpoints, StackProvider
 from harness.stack.local import LocalStack
 
@@ -16,10 +22,16 @@ def _clean(clean_state: StackEndpoints) -> StackEndpoints:
     return clean_state
 
 
+@pytest.fixture(autouse=True)
+def _invariants(_clean: StackEndpoints, invariants: None) -> None:
+    """Checked after the state was cleaned for this test, so only this test's tasks are judged."""
+
+
 @pytest.fixture
-def api(endpoints: StackEndpoints) -> Iterator[httpx.Client]:
+def api(endpoints: StackEndpoints, history: History) -> Iterator[httpx.Client]:
     headers = {"Authorization": f"Bearer {endpoints.api_token}"} if endpoints.api_token else {}
-    with httpx.Client(base_url=endpoints.api_url, headers=headers, timeout=30) as client:
+    transport = RecordingTransport(httpx.HTTPTransport(), history, process="api")
+    with httpx.Client(base_url=endpoints.api_url, headers=headers, timeout=30, transport=transport) as client:
         yield client
 
 
