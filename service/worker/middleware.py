@@ -78,12 +78,17 @@ class LoggingMiddleware:
             duration_ms = round((time.perf_counter() - started) * 1000, 1)
             outcome = outcome_of(error)
             level = logging.WARNING if outcome in {"failed", "error", "retryable"} else logging.INFO
-            detail = (
-                f": {type(error).__name__}: {error}" if error is not None and outcome != "completed" else ""
-            )
+            detail = _describe(error)
             log.log(
                 level, f"job {outcome}{detail}", extra={**extra, "step": "finish", "durationMs": duration_ms}
             )
+
+
+def _describe(error: BaseException | None) -> str:
+    """What a log line may say about an error: the wait's event key is payload, so it is left out."""
+    if error is None or isinstance(error, WaitForEvent | asyncio.CancelledError):
+        return ""
+    return f": {type(error).__name__}: {error}"
 
 
 class TimeoutMiddleware:
