@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     temp_dir: Path = Path("/tmp/ast-service")
     artifacts_dir: Path = Path("/tmp/ast-artifacts")
     allow_local_repos: bool = False
+    clone_timeout_ms: int = Field(default=300_000, ge=1000, le=86_400_000)
+    clone_max_bytes: int = Field(default=1 << 30, ge=1 << 20, le=1 << 40)
+    git_credential_helper: str = Field(default="", max_length=1000)
     worker_health_port: int = Field(default=9100, ge=0, le=65535)
     shutdown_grace_ms: int = Field(default=30_000, ge=0, le=3_600_000)
     api_host: str = "127.0.0.1"

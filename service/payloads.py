@@ -7,11 +7,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from service.models import TaskType
-from service.repo_url import validate_ref, validate_repo_url
+from service.repo_url import redact_url, validate_ref, validate_repo_url
 
 
 class _Payload(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, str_max_length=4096)
+
+    def stored(self) -> dict[str, Any]:
+        """The payload as `tasks.payload` and job messages keep it: the fields sent, by their wire names."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
 class WaitForEvent(_Payload):
@@ -31,6 +35,13 @@ class SimulatePayload(_Payload):
 
 
 class RepositoryPayload(_Payload):
+    """`stored()` keeps `repoUrl` with its credentials redacted: a secret is never written anywhere.
+
+    The worker then clones the redacted URL without the `***` placeholder (see
+    `service.repo_url.clone_url`), so a private https repository authenticates through the
+    worker's own git credential helper (`GIT_CREDENTIAL_HELPER`), and ssh through its agent.
+    """
+
     repo_url: str = Field(min_length=1, max_length=2048, alias="repoUrl")
     ref: str | None = Field(default=None, min_length=1, max_length=255)
 
@@ -43,6 +54,9 @@ class RepositoryPayload(_Payload):
     @classmethod
     def _safe_ref(cls, value: str | None) -> str | None:
         return None if value is None else validate_ref(value)
+
+    def stored(self) -> dict[str, Any]:
+        return {**super().stored(), "repoUrl": redact_url(self.repo_url)}
 
 
 class ImpactPayload(_Payload):

@@ -155,3 +155,24 @@ def url_secrets(url: str) -> tuple[str, ...]:
     if parts.scheme.lower() != "ssh" and len(parts.username or "") >= 8:
         found.add(parts.username or "")
     return tuple(sorted((piece for piece in found if len(piece) >= 4), key=len, reverse=True))
+
+
+def clone_url(url: str) -> str:
+    """The URL git is given for a stored (redacted) one: the `***` placeholders are dropped.
+
+    A redacted secret cannot be used anyway, and a literal `***` user name would make git ask
+    for a password instead of consulting the worker's credential helper or ssh agent.
+    """
+    if "://" not in url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    if parts.username not in (None, REDACTED):
+        netloc = f"{parts.username}@{netloc}"
+    if parts.password not in (None, REDACTED):
+        return url
+    query = "" if parts.query == REDACTED else parts.query
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))

@@ -152,7 +152,7 @@ class MessageProcessor:
 
     async def _run(self, message: AbstractIncomingMessage, job: JobMessage, task: asyncpg.Record) -> None:
         ctx = PostgresTaskContext(self._lifecycle, task, self._settings)
-        handler = chain(job_for(job.task_type), self._middlewares)
+        handler = chain(job_for(job.task_type, self._settings), self._middlewares)
         runner = asyncio.ensure_future(handler(ctx))
         watcher = asyncio.ensure_future(self._watch(ctx, runner))
         try:

@@ -36,15 +36,19 @@ IdempotencyKey = Annotated[
 ]
 
 
-def input_hash(body: TaskSubmit) -> str:
-    """What "the same body" means for idempotency: type, payload and priority, canonically encoded."""
-    canonical = dumps({"type": body.type.value, "payload": body.payload, "priority": body.priority})
+def input_hash(body: TaskSubmit, payload: dict[str, Any]) -> str:
+    """What "the same body" means for idempotency: type, stored payload and priority, canonically encoded.
+
+    Hashing the stored (redacted) payload keeps secrets out of the hash input as well.
+    """
+    canonical = dumps({"type": body.type.value, "payload": payload, "priority": body.priority})
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _check_payload(body: TaskSubmit) -> None:
+def _stored_payload(body: TaskSubmit) -> dict[str, Any]:
+    """The validated payload in the form it is stored: credentials in a repoUrl are redacted."""
     try:
-        parse_payload(body.type, body.payload)
+        return parse_payload(body.type, body.payload).stored()
     except ValidationError as error:
         details = validation_details(error.errors())
         for item in details:
@@ -61,8 +65,8 @@ async def submit_task(
     idempotency_key: IdempotencyKey = None,
 ) -> TaskAccepted:
     """Writes the task, its first event and its job message in one transaction (202)."""
-    _check_payload(body)
-    new = NewTask(body.type, body.payload, body.priority, settings.max_retries, input_hash(body),
+    payload = _stored_payload(body)
+    new = NewTask(body.type, payload, body.priority, settings.max_retries, input_hash(body, payload),
                   idempotency_key=idempotency_key)
     async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn, conn.transaction():
         row = await insert_task(conn, new)

@@ -4,7 +4,9 @@ Git runs as a subprocess with a scrubbed environment: no prompts (a private repo
 at once instead of hanging), only the https, ssh (and, when allowed, file) transports, no user
 or system config (an `insteadOf` rule could otherwise redirect a URL), no hooks or templates.
 Every arguments list ends options with `--` before the URL, which the URL policy already
-forbids from starting with '-'.
+forbids from starting with '-'. Credentials never come from the URL (the API stores it redacted):
+a private https repository authenticates through the one credential helper the operator names
+(`GIT_CREDENTIAL_HELPER`, e.g. `store --file=/etc/ast/git-credentials`), ssh through the agent.
 
 Each clone directory sits beside a lock file held with `flock` for as long as the clone lives.
 The kernel drops the lock when the process dies, even by SIGKILL, so `cleanup_stale_clones`
@@ -90,11 +92,16 @@ _CLASSIFIED: tuple[tuple[re.Pattern[str], bool, str], ...] = tuple(
 
 @dataclass(frozen=True, slots=True)
 class CloneLimits:
-    """A clone that takes longer is retried (the network may be slow now); a larger one is refused."""
+    """A clone that takes longer is retried (the network may be slow now); a larger one is refused.
+
+    `credential_helper` is the operator's git credential helper for private https repositories
+    (empty: none, so a repository that needs credentials fails at once as not found).
+    """
 
     timeout_seconds: float = 300.0
     max_bytes: int = 1 << 30
     poll_seconds: float = 0.25
+    credential_helper: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,9 +244,11 @@ def git_environment(*, allow_local: bool) -> dict[str, str]:
     return env
 
 
-def git_clone_arguments(url: str, ref: str | None, destination: Path, *, allow_local: bool) -> list[str]:
+def git_clone_arguments(
+    url: str, ref: str | None, destination: Path, *, allow_local: bool, credential_helper: str = ""
+) -> list[str]:
     """The argument list of a branch/tag clone (a sha is fetched instead: see `_GitClone`)."""
-    options = _config_options(allow_local)
+    options = _config_options(allow_local, credential_helper)
     branch = ["--branch", ref] if ref is not None else []
     return [
         *options,
@@ -255,8 +264,11 @@ def git_clone_arguments(url: str, ref: str | None, destination: Path, *, allow_l
     ]
 
 
-def _config_options(allow_local: bool) -> list[str]:
+def _config_options(allow_local: bool, credential_helper: str = "") -> list[str]:
+    """`credential.helper=` first empties git's list of helpers; the operator's, if any, follows."""
     pairs = [*_GIT_CONFIG, f"protocol.file.allow={'always' if allow_local else 'never'}"]
+    if credential_helper:
+        pairs.append(f"credential.helper={credential_helper}")
     return [item for pair in pairs for item in ("-c", pair)]
 
 
@@ -283,7 +295,13 @@ class _GitClone:
         if self.ref is not None and is_commit_sha(self.ref):
             await self._fetch_commit(self.ref)
         else:
-            args = git_clone_arguments(self.url, self.ref, self.destination, allow_local=self.allow)
+            args = git_clone_arguments(
+                self.url,
+                self.ref,
+                self.destination,
+                allow_local=self.allow,
+                credential_helper=self.limits.credential_helper,
+            )
             await self._git(args, watch=True)
         await self._check_size()
         sha = await self._git(["-C", str(self.destination), "rev-parse", "HEAD"], watch=False)
@@ -291,7 +309,7 @@ class _GitClone:
 
     async def _fetch_commit(self, sha: str) -> None:
         where = ["-C", str(self.destination)]
-        options = _config_options(self.allow)
+        options = _config_options(self.allow, self.limits.credential_helper)
         await self._git([*options, "init", "--quiet", str(self.destination)], watch=False)
         fetch = [
             *options,

@@ -4,7 +4,8 @@ Phases report through the TaskContext (cloning, parsing N/M files, linking, stor
 report is also where a cancel is noticed. Parsing is CPU-bound, so it runs in a worker thread in
 chunks: the event loop keeps heartbeats, leases and other jobs going in between. The clone is
 removed as soon as parsing is done, before linking and storing, so disk is held only while
-needed; the result keeps only the redacted URL.
+needed; the result keeps only the redacted URL. The payload's URL is normally already redacted
+by the API (see `RepositoryPayload`); its `***` placeholders are dropped before cloning.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from service.graph.builder import link, list_source_files, parse_files
 from service.graph.model import ParsedFile, RepositoryGraph, SkippedFile
 from service.graph.store import ArtifactPointer, ArtifactStore
 from service.payloads import RepositoryPayload
-from service.repo_url import redact_url
+from service.repo_url import clone_url, redact_url
 from service.worker.context import TaskContext
 from service.worker.jobs.git_clone import CloneLimits, cloned_repository
 
@@ -37,7 +38,8 @@ async def initialize_repository(ctx: TaskContext, *, limits: CloneLimits | None 
     shown_url = redact_url(payload.repo_url)
     _log(ctx, "cloning", "cloning %s at %s", shown_url, payload.ref or "the default branch")
     await ctx.update(progress=5, state="cloning")
-    async with cloned_repository(payload.repo_url, payload.ref, ctx.temp_dir, limits=limits) as checkout:
+    url = clone_url(payload.repo_url)
+    async with cloned_repository(url, payload.ref, ctx.temp_dir, limits=limits) as checkout:
         parsed = await _parse(ctx, checkout.path)
     await ctx.update(progress=_PARSE_END + 5, state="linking")
     graph = await asyncio.to_thread(link, parsed)
