@@ -1,0 +1,208 @@
+"""The HTML report of a run: one self-contained file, readable offline.
+
+`build_report(run_dir)` reads the run directory (reports/model.py), draws its charts as inline
+SVG (reports/charts.py) and renders `templates/report.html.j2` into `<run_dir>/report.html`.
+Nothing is fetched when the file is opened: CSS, SVG and the little JS are inline, so the report
+can be attached to a CI job, mailed or opened years later and still read the same.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+
+from reports.charts import (
+    PALETTE,
+    Series,
+    Shade,
+    TimeAxis,
+    bin_rate,
+    binned_quantile,
+    choose_bin,
+    status_bar,
+    time_chart,
+)
+from reports.model import RunReport, load_run, task_anchor
+
+TEMPLATES = Path(__file__).parent / "templates"
+STATUS_COLORS = {
+    "PENDING": "#94a3b8",
+    "IN_PROGRESS": "#2563eb",
+    "RETRYING": "#d97706",
+    "WAITING_FOR_EVENT": "#9333ea",
+    "COMPLETED": "#16a34a",
+    "FAILED": "#dc2626",
+    "CANCELLED": "#475569",
+}
+
+
+@dataclass(frozen=True)
+class ChartView:
+    title: str
+    caption: str
+    svg: Markup
+
+
+def build_report(run_dir: Path) -> Path:
+    """Writes `<run_dir>/report.html` (atomically, so a reader never sees half a file)."""
+    report = load_run(run_dir)
+    target = run_dir / "report.html"
+    tmp = run_dir / f".report.html.{os.getpid()}"
+    tmp.write_text(render(report), encoding="utf-8")
+    tmp.replace(target)
+    return target
+
+
+def render(report: RunReport) -> str:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        duration=fmt_duration, clock=fmt_clock, bytes=fmt_bytes, anchor=task_anchor, since=_since(report)
+    )
+    return env.get_template("report.html.j2").render(
+        r=report,
+        charts=build_charts(report),
+        status_colors=STATUS_COLORS,
+        status_bar=Markup(status_bar(report.status_counts, STATUS_COLORS)),
+        generated_at=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    )
+
+
+# --- charts -------------------------------------------------------------------------------------
+
+
+def build_charts(report: RunReport) -> list[ChartView]:
+    """Throughput, latency and queue depths on one time axis, fault windows shaded in each."""
+    span = report.time_range
+    if span is None:
+        return []
+    start, end = span
+    axis = TimeAxis(start, max(end, start + 1.0))
+    shades = [Shade(f.start, f.end, f.name) for f in report.faults]
+    charts = [_throughput_chart(report, axis, shades), _latency_chart(report, axis, shades)]
+    if report.queue_samples:
+        charts.append(_queue_chart(report, axis, shades))
+    return charts
+
+
+def _throughput_chart(report: RunReport, axis: TimeAxis, shades: Sequence[Shade]) -> ChartView:
+    bin_s = choose_bin(axis)
+    submits = [r for r in report.requests if r.f == "submit"]
+    series = [
+        Series(
+            "accepted (202)",
+            bin_rate((r.done_at for r in submits if r.outcome == "ok"), axis, bin_s),
+            PALETTE[0],
+        ),
+        Series(
+            "reached terminal", bin_rate((p.terminal_at for p in report.latencies), axis, bin_s), PALETTE[1]
+        ),
+    ]
+    refused = [r.done_at for r in submits if r.outcome != "ok"]
+    if refused:
+        series.append(Series("submit refused or unknown", bin_rate(refused, axis, bin_s), "#dc2626"))
+    caption = f"tasks per second, in {fmt_duration(bin_s)} bins"
+    return ChartView(
+        "Throughput", caption, Markup(time_chart(axis, series, title="Throughput", unit="/s", shades=shades))
+    )
+
+
+def _latency_chart(report: RunReport, axis: TimeAxis, shades: Sequence[Shade]) -> ChartView:
+    """Each task is a dot at its submit time, its height the time to a terminal status; the line
+    is the p95 per bin. A dot links to the task's timeline."""
+    points = report.latencies
+    scale, unit = (1000.0, "ms") if points and max(p.latency_s for p in points) < 1 else (1.0, "s")
+    series = []
+    for status in dict.fromkeys(p.status for p in points):
+        chosen = [p for p in points if p.status == status]
+        series.append(
+            Series(
+                status.lower(),
+                [(p.submitted_at, p.latency_s * scale) for p in chosen],
+                STATUS_COLORS.get(status, PALETTE[-1]),
+                kind="dots",
+                link_prefix="task-",
+                labels=[f"{p.task_id} {status} {fmt_duration(p.latency_s)}" for p in chosen],
+            )
+        )
+    p95 = binned_quantile(
+        ((p.submitted_at, p.latency_s * scale) for p in points), axis, choose_bin(axis, 30), 0.95
+    )
+    if p95:
+        series.append(Series("p95", p95, "#0f172a"))
+    caption = f"submit → terminal per task ({len(points)} tasks), by submit time; p95 per bin"
+    return ChartView(
+        "Latency", caption, Markup(time_chart(axis, series, title="Latency", unit=unit, shades=shades))
+    )
+
+
+def _queue_chart(report: RunReport, axis: TimeAxis, shades: Sequence[Shade]) -> ChartView:
+    names = list(dict.fromkeys(n for s in report.queue_samples for n in s.depths))
+    series = [
+        Series(
+            name,
+            [(s.t, float(s.depths.get(name, 0))) for s in report.queue_samples],
+            PALETTE[i % len(PALETTE)],
+            kind="step",
+        )
+        for i, name in enumerate(names)
+    ]
+    caption = f"messages ready + unacknowledged, {len(report.queue_samples)} samples"
+    return ChartView(
+        "Queue depths",
+        caption,
+        Markup(time_chart(axis, series, title="Queue depths", unit="msgs", shades=shades)),
+    )
+
+
+# --- formatting filters -------------------------------------------------------------------------
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """Human units: 850 ms, 12.3 s, 4 min 05 s."""
+    if seconds is None:
+        return "–"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.3g} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {secs:02d} s"
+
+
+def fmt_clock(epoch_s: float | None) -> str:
+    """Local wall-clock time with milliseconds, to join the report with process logs."""
+    if epoch_s is None:
+        return "–"
+    return time.strftime("%H:%M:%S", time.localtime(epoch_s)) + f".{int(epoch_s % 1 * 1000):03d}"
+
+
+def fmt_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+def _since(report: RunReport) -> object:
+    """A filter: seconds since the start of the run's time axis, e.g. +12.345 s."""
+    span = report.time_range
+    origin = span[0] if span else 0.0
+
+    def since(epoch_s: float | None) -> str:
+        return "–" if epoch_s is None else f"+{epoch_s - origin:.3f} s"
+
+    return since

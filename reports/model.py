@@ -1,0 +1,719 @@
+"""A run directory (`reports/out/<run>/`) read into one typed view model for the HTML report.
+
+Every input is optional and may be half written: a run killed mid-way, a gate that never got
+to its drills, a results.json from before a key existed. So each reader here answers "nothing"
+rather than raising, and what it could not read is listed in `RunReport.problems`, which the
+report shows: a report that hides a missing input would look like a pass.
+
+Inputs, all under the run directory:
+- `history.jsonl`, `histories/*.jsonl`: operations (harness/history.py);
+- `results.json`: the checker's verdict (harness/verdict.py), maybe `suites`, `checks`, `timings`;
+- `snapshot.json` (or a `snapshot` in results.json holding lists): `{"tasks": [...], "events":
+  [...]}`, rows in snake_case or camelCase, for timelines and completion times;
+- `checks.jsonl`, `junit.xml`, `junit/*.xml`, `logs/*.log`;
+- `queue_depths.jsonl`: `{"t": epoch s, "queues": {name: depth}}`;
+- `faults.jsonl`: `{"name", "start", "end"}` in epoch seconds (`end` null: never healed).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from harness.history import History, Operation, load_history
+
+TERMINAL: frozenset[str] = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+STATUS_ORDER = ("PENDING", "IN_PROGRESS", "RETRYING", "WAITING_FOR_EVENT", "COMPLETED", "FAILED", "CANCELLED")
+MAX_TIMELINES = 400
+LOG_TAIL_BYTES = 2_000_000
+_TASK_PATH = re.compile(r"^/tasks/([^/?]+)")
+
+Verdict = Literal["PASS", "FAIL", "UNKNOWN"]
+
+
+@dataclass(frozen=True)
+class ViolationView:
+    task_ids: tuple[str, ...]
+    message: str
+    evidence: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class InvariantView:
+    number: int
+    name: str
+    status: str
+    note: str = ""
+    violation_count: int = 0
+    violations: tuple[ViolationView, ...] = ()
+
+    @property
+    def task_ids(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(t for v in self.violations for t in v.task_ids))
+
+
+@dataclass(frozen=True)
+class TestCaseView:
+    suite: str
+    name: str
+    outcome: str
+    message: str = ""
+    duration_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class SuiteView:
+    name: str
+    passed: int
+    failed: int
+    skipped: int
+    duration_s: float | None = None
+
+
+@dataclass(frozen=True)
+class CheckView:
+    """One per-test verdict line (checks.jsonl or results.json `checks`)."""
+
+    name: str
+    verdict: str
+    broken: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RequestView:
+    """One completed request of the history, with the wall time of its invocation."""
+
+    task_id: str | None
+    f: str
+    method: str
+    path: str
+    outcome: str
+    invoked_at: float
+    done_at: float
+    status_code: int | None = None
+    task_status: str | None = None
+    error: str | None = None
+    value: Any = None
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    time: float | None
+    source: Literal["event", "request"]
+    what: str
+    status: str | None = None
+    progress: int | None = None
+    attempt: int | None = None
+    worker: str | None = None
+    detail: str = ""
+    repeats: int = 1
+
+
+@dataclass(frozen=True)
+class TaskTimeline:
+    task_id: str
+    type: str | None
+    status: str | None
+    entries: tuple[TimelineEntry, ...]
+    broken: tuple[int, ...] = ()
+    submitted_at: float | None = None
+    terminal_at: float | None = None
+
+    @property
+    def anchor(self) -> str:
+        return task_anchor(self.task_id)
+
+    @property
+    def latency_s(self) -> float | None:
+        if self.submitted_at is None or self.terminal_at is None:
+            return None
+        return max(0.0, self.terminal_at - self.submitted_at)
+
+
+@dataclass(frozen=True)
+class FaultWindow:
+    name: str
+    start: float
+    end: float | None
+
+
+@dataclass(frozen=True)
+class QueueSample:
+    t: float
+    depths: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class LogView:
+    name: str
+    size_bytes: int
+    errors: int
+    warnings: int
+    last_errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LatencyPoint:
+    """One task's submit→terminal time, kept for every task even when its timeline is not shown."""
+
+    task_id: str
+    status: str
+    submitted_at: float
+    terminal_at: float
+
+    @property
+    def latency_s(self) -> float:
+        return max(0.0, self.terminal_at - self.submitted_at)
+
+
+@dataclass
+class RunReport:
+    """Everything the report shows, already joined; the template only formats it."""
+
+    run_dir: Path
+    valid: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    invariants: list[InvariantView] = field(default_factory=list)
+    settle: dict[str, Any] = field(default_factory=dict)
+    suites: list[SuiteView] = field(default_factory=list)
+    failed_tests: list[TestCaseView] = field(default_factory=list)
+    checks: list[CheckView] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    requests: list[RequestView] = field(default_factory=list)
+    timelines: list[TaskTimeline] = field(default_factory=list)
+    hidden_timelines: int = 0
+    latencies: list[LatencyPoint] = field(default_factory=list)
+    status_counts: dict[str, int] = field(default_factory=dict)
+    faults: list[FaultWindow] = field(default_factory=list)
+    queue_samples: list[QueueSample] = field(default_factory=list)
+    logs: list[LogView] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> Verdict:
+        """FAIL when an invariant broke or a test failed; PASS needs a check that held."""
+        if self.valid == "broken" or any(s.failed for s in self.suites) or self.failed_tests:
+            return "FAIL"
+        if any(c.verdict.lower() in {"broken", "fail", "failed", "false"} for c in self.checks):
+            return "FAIL"
+        return "PASS" if self.valid == "held" else "UNKNOWN"
+
+    @property
+    def broken(self) -> list[InvariantView]:
+        return [i for i in self.invariants if i.status == "broken"]
+
+    @property
+    def run_name(self) -> str:
+        return self.run_dir.resolve().name
+
+    @property
+    def time_range(self) -> tuple[float, float] | None:
+        """First and last wall time seen in any timed input: the report's shared time axis."""
+        times = [t for r in self.requests for t in (r.invoked_at, r.done_at)]
+        times += [s.t for s in self.queue_samples]
+        times += [t for f in self.faults for t in (f.start, f.end) if t is not None]
+        times += [p.terminal_at for p in self.latencies]
+        times = [t for t in times if t > 0]
+        return (min(times), max(times)) if times else None
+
+
+def task_anchor(task_id: str) -> str:
+    """The HTML id of a task's timeline; the verdict and the charts link to it."""
+    return "task-" + re.sub(r"[^A-Za-z0-9_-]", "-", task_id)
+
+
+def parse_time(value: Any) -> float | None:
+    """Epoch seconds from a number or an ISO-8601 text (PostgreSQL's timestamptz as read back)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    return None
+
+
+# --- reading files ------------------------------------------------------------------------------
+
+
+def _read_json(path: Path, problems: list[str]) -> Any:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        problems.append(f"{path.name} could not be read: {exc}")
+        return None
+
+
+def _read_jsonl(path: Path, problems: list[str]) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    rows, bad = [], 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            bad += 1
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    if bad:
+        problems.append(f"{path.name}: {bad} unreadable line(s) skipped")
+    return rows
+
+
+def _get(row: Mapping[str, Any], *names: str) -> Any:
+    """The first present field among `names`: rows come in snake_case or camelCase."""
+    for name in names:
+        if row.get(name) is not None:
+            return row[name]
+    return None
+
+
+def _as_int(value: Any, default: int = 0) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _as_float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+# --- history ------------------------------------------------------------------------------------
+
+
+def _history_files(run_dir: Path) -> list[Path]:
+    files = [run_dir / "history.jsonl"] if (run_dir / "history.jsonl").is_file() else []
+    histories = run_dir / "histories"
+    if histories.is_dir():
+        files += sorted(histories.glob("*.jsonl"))
+    return files
+
+
+def _task_of(op: Operation) -> str | None:
+    if op.task_id:
+        return op.task_id
+    match = _TASK_PATH.match(op.path)
+    return match.group(1) if match and op.f != "list" else None
+
+
+def requests_of(history: History) -> list[RequestView]:
+    """Completions joined with their invocations (by `invoke_index`, within one history file)."""
+    invoked = {op.index: op.wall_time for op in history if op.type == "invoke"}
+    return [
+        RequestView(
+            task_id=_task_of(op),
+            f=op.f,
+            method=op.method,
+            path=op.path,
+            outcome=op.type,
+            invoked_at=invoked.get(op.invoke_index if op.invoke_index is not None else -1, op.wall_time),
+            done_at=op.wall_time,
+            status_code=op.status_code,
+            task_status=op.task_status,
+            error=op.error,
+            value=op.value,
+        )
+        for op in history
+        if op.type != "invoke"
+    ]
+
+
+def load_requests(run_dir: Path, problems: list[str]) -> list[RequestView]:
+    out: list[RequestView] = []
+    for path in _history_files(run_dir):
+        try:
+            out += requests_of(load_history(path))
+        except (OSError, ValueError) as exc:
+            problems.append(f"{path.relative_to(run_dir)} could not be read: {exc}")
+    return sorted(out, key=lambda r: r.invoked_at)
+
+
+# --- results.json -------------------------------------------------------------------------------
+
+
+def _evidence(raw: Any) -> tuple[tuple[str, str], ...]:
+    """Evidence as short `key: value` lines; long values are cut, since people scan, not parse."""
+    if not isinstance(raw, Mapping):
+        return (("evidence", _short(raw)),) if raw else ()
+    return tuple((str(k), _short(v)) for k, v in raw.items())
+
+
+def _short(value: Any, limit: int = 240) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str, separators=(", ", ": "))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _invariant(raw: Mapping[str, Any]) -> InvariantView:
+    violations = tuple(
+        ViolationView(
+            task_ids=tuple(str(t) for t in _get(v, "taskIds", "task_ids") or ()),
+            message=str(v.get("message", "")),
+            evidence=_evidence(v.get("evidence")),
+        )
+        for v in raw.get("violations") or ()
+        if isinstance(v, Mapping)
+    )
+    return InvariantView(
+        number=_as_int(raw.get("number")),
+        name=str(raw.get("name", "")),
+        status=str(raw.get("status", "unknown")),
+        note=str(raw.get("note") or ""),
+        violation_count=_as_int(_get(raw, "violationCount", "violation_count"), len(violations)),
+        violations=violations,
+    )
+
+
+def _suite(raw: Mapping[str, Any]) -> SuiteView:
+    return SuiteView(
+        name=str(raw.get("name", "?")),
+        passed=_as_int(raw.get("passed")),
+        failed=_as_int(raw.get("failed")) + _as_int(raw.get("errors")),
+        skipped=_as_int(raw.get("skipped")),
+        duration_s=_as_float(_get(raw, "duration_s", "durationS", "duration")),
+    )
+
+
+def _check(raw: Mapping[str, Any]) -> CheckView:
+    broken = _get(raw, "broken", "brokenInvariants")
+    if broken is None and isinstance(raw.get("invariants"), list):
+        broken = [
+            f"{i.get('number')} {i.get('name', '')}".strip()
+            for i in raw["invariants"]
+            if isinstance(i, Mapping) and i.get("status") == "broken"
+        ]
+    verdict = _get(raw, "valid", "verdict", "status", "outcome")
+    return CheckView(
+        name=str(_get(raw, "test", "nodeid", "name", "scenario") or "?"),
+        verdict=str(verdict if verdict is not None else "unknown"),
+        broken=tuple(str(b) for b in broken or ()),
+    )
+
+
+def _timings(raw: Any) -> dict[str, float]:
+    if not isinstance(raw, Mapping):
+        return {}
+    return {str(k): v for k, v0 in raw.items() if (v := _as_float(v0)) is not None}
+
+
+def apply_results(report: RunReport, results: Mapping[str, Any]) -> None:
+    report.valid = str(results["valid"]) if results.get("valid") is not None else None
+    report.counts = {str(k): _as_int(v) for k, v in (results.get("counts") or {}).items()}
+    report.invariants = sorted(
+        (_invariant(i) for i in results.get("invariants") or () if isinstance(i, Mapping)),
+        key=lambda i: i.number,
+    )
+    report.settle = dict(results.get("settle") or {})
+    report.suites = [_suite(s) for s in results.get("suites") or () if isinstance(s, Mapping)]
+    report.checks = [_check(c) for c in results.get("checks") or () if isinstance(c, Mapping)]
+    report.timings = _timings(results.get("timings"))
+
+
+# --- JUnit --------------------------------------------------------------------------------------
+
+
+def _junit_files(run_dir: Path) -> list[Path]:
+    files = [run_dir / "junit.xml"] if (run_dir / "junit.xml").is_file() else []
+    if (run_dir / "junit").is_dir():
+        files += sorted((run_dir / "junit").glob("*.xml"))
+    return files
+
+
+def _case_outcome(case: ET.Element) -> tuple[str, str]:
+    for tag in ("failure", "error", "skipped"):
+        found = case.find(tag)
+        if found is not None:
+            message = (found.get("message") or found.text or "").strip().splitlines()
+            return ("failed" if tag != "skipped" else "skipped", message[0][:300] if message else "")
+    return "passed", ""
+
+
+def _junit_suite(element: ET.Element, fallback: str) -> tuple[SuiteView, list[TestCaseView]]:
+    name = element.get("name") or fallback
+    name = fallback if name == "pytest" else name
+    tally = {"passed": 0, "failed": 0, "skipped": 0}
+    failed: list[TestCaseView] = []
+    for case in element.iter("testcase"):
+        outcome, message = _case_outcome(case)
+        tally[outcome] += 1
+        if outcome == "failed":
+            title = ".".join(p for p in (case.get("classname"), case.get("name")) if p)
+            failed.append(TestCaseView(name, title, outcome, message, _as_float(case.get("time")) or 0.0))
+    duration = _as_float(element.get("time"))
+    return SuiteView(name, tally["passed"], tally["failed"], tally["skipped"], duration), failed
+
+
+def load_junit(run_dir: Path, problems: list[str]) -> tuple[list[SuiteView], list[TestCaseView]]:
+    suites: list[SuiteView] = []
+    failed: list[TestCaseView] = []
+    for path in _junit_files(run_dir):
+        try:
+            root = ET.parse(path).getroot()
+        except (OSError, ET.ParseError) as exc:
+            problems.append(f"{path.name} could not be parsed: {exc}")
+            continue
+        elements = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+        for element in elements:
+            suite, cases = _junit_suite(element, path.stem)
+            suites.append(suite)
+            failed += cases
+    return suites, failed
+
+
+# --- snapshot and timelines ---------------------------------------------------------------------
+
+
+def load_snapshot_rows(
+    run_dir: Path, results: Mapping[str, Any] | None, problems: list[str]
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """Task and event rows from snapshot.json, else from results.json when it holds lists."""
+    raw = _read_json(run_dir / "snapshot.json", problems)
+    if not isinstance(raw, Mapping) and results is not None:
+        raw = results.get("snapshot")
+    if not isinstance(raw, Mapping):
+        return [], []
+    tasks = raw["tasks"] if isinstance(raw.get("tasks"), list) else []
+    events = raw["events"] if isinstance(raw.get("events"), list) else []
+    return [t for t in tasks if isinstance(t, Mapping)], [e for e in events if isinstance(e, Mapping)]
+
+
+def _event_entry(row: Mapping[str, Any]) -> TimelineEntry:
+    moved = _get(row, "from_status", "fromStatus", "from")
+    status = _get(row, "status")
+    return TimelineEntry(
+        time=parse_time(_get(row, "created_at", "createdAt", "time")),
+        source="event",
+        what=f"event: {_get(row, 'kind') or 'status'}",
+        status=str(status) if status else None,
+        progress=_get(row, "progress"),
+        attempt=_get(row, "attempt"),
+        worker=_get(row, "worker_id", "workerId", "worker"),
+        detail=" ".join(p for p in (f"from {moved}" if moved else "", str(row.get("message") or "")) if p),
+    )
+
+
+def _request_entry(request: RequestView) -> TimelineEntry:
+    value = request.value if isinstance(request.value, Mapping) else {}
+    answer = str(request.status_code) if request.status_code is not None else "no answer"
+    return TimelineEntry(
+        time=request.done_at,
+        source="request",
+        what=f"{request.method} {_short_path(request)} → {answer}",
+        status=request.task_status,
+        progress=_get(value, "progress"),
+        detail=request.error or "" if request.outcome != "ok" else "",
+    )
+
+
+def _short_path(request: RequestView) -> str:
+    """The task's own id in its request paths says nothing inside its timeline; `{taskId}` reads better."""
+    return request.path.replace(request.task_id, "{taskId}") if request.task_id else request.path
+
+
+def _collapse(entries: Iterable[TimelineEntry]) -> list[TimelineEntry]:
+    """Polling writes the same answer many times; consecutive equal answers become one line ×n."""
+    out: list[TimelineEntry] = []
+    for entry in entries:
+        last = out[-1] if out else None
+        same = (
+            last is not None
+            and entry.source == last.source == "request"
+            and (
+                (entry.what, entry.status, entry.progress, entry.detail)
+                == (last.what, last.status, last.progress, last.detail)
+            )
+        )
+        if same and last is not None:
+            out[-1] = TimelineEntry(**{**last.__dict__, "repeats": last.repeats + 1})
+        else:
+            out.append(entry)
+    return out
+
+
+def _sort_key(entry: TimelineEntry) -> tuple[float, int]:
+    return (entry.time if entry.time is not None else float("inf"), 0 if entry.source == "request" else 1)
+
+
+def _terminal_time(
+    task: Mapping[str, Any], events: Sequence[TimelineEntry], requests: Sequence[RequestView]
+) -> float | None:
+    """When the task reached a terminal status: its completedAt, else its first terminal event,
+    else the first answer that showed it terminal (an upper bound, from polling)."""
+    stamped = parse_time(_get(task, "completed_at", "completedAt"))
+    if stamped is not None:
+        return stamped
+    for event in events:
+        if event.status in TERMINAL and event.time is not None:
+            return event.time
+    for request in requests:
+        value = request.value if isinstance(request.value, Mapping) else {}
+        if request.task_status in TERMINAL:
+            return parse_time(value.get("completedAt")) or request.done_at
+    return None
+
+
+def _timeline(
+    task_id: str,
+    task: Mapping[str, Any],
+    events: Sequence[Mapping[str, Any]],
+    requests: Sequence[RequestView],
+    broken: Sequence[int],
+) -> TaskTimeline:
+    event_entries = sorted((_event_entry(e) for e in events), key=_sort_key)
+    entries = _collapse(sorted([*event_entries, *(_request_entry(r) for r in requests)], key=_sort_key))
+    submits = [r.invoked_at for r in requests if r.f == "submit" and r.outcome == "ok"]
+    last_seen = next((e.status for e in reversed(event_entries) if e.status), None)
+    last_seen = last_seen or next((r.task_status for r in reversed(requests) if r.task_status), None)
+    return TaskTimeline(
+        task_id=task_id,
+        type=_get(task, "type") or _type_from_requests(requests),
+        status=_get(task, "status") or last_seen,
+        entries=tuple(entries),
+        broken=tuple(broken),
+        submitted_at=min(submits) if submits else None,
+        terminal_at=_terminal_time(task, event_entries, requests),
+    )
+
+
+def _type_from_requests(requests: Sequence[RequestView]) -> str | None:
+    for r in requests:
+        if isinstance(r.value, Mapping) and r.value.get("type"):
+            return str(r.value["type"])
+    return None
+
+
+def _group(items: Iterable[Any], key: Any) -> dict[str, list[Any]]:
+    grouped: dict[str, list[Any]] = {}
+    for item in items:
+        grouped.setdefault(str(key(item)), []).append(item)
+    return grouped
+
+
+def build_timelines(
+    tasks: Sequence[Mapping[str, Any]],
+    events: Sequence[Mapping[str, Any]],
+    requests: Sequence[RequestView],
+    invariants: Sequence[InvariantView],
+) -> list[TaskTimeline]:
+    """One timeline per task seen anywhere, including tasks only named by a violation (a lost
+    task has no rows), so every link from the verdict lands somewhere."""
+    by_task = {str(_get(t, "task_id", "taskId")): t for t in tasks}
+    events_of = _group(events, lambda e: _get(e, "task_id", "taskId"))
+    requests_of_task = _group((r for r in requests if r.task_id), lambda r: r.task_id)
+    broken_of = _group(((t, i.number) for i in invariants for t in i.task_ids), lambda pair: pair[0])
+    ids = [i for i in dict.fromkeys([*broken_of, *requests_of_task, *by_task, *events_of]) if i != "None"]
+    return [
+        _timeline(
+            i,
+            by_task.get(i, {}),
+            events_of.get(i, []),
+            requests_of_task.get(i, []),
+            sorted({n for _, n in broken_of.get(i, [])}),
+        )
+        for i in ids
+    ]
+
+
+def _order_and_cap(timelines: list[TaskTimeline]) -> tuple[list[TaskTimeline], int]:
+    """Tasks named by a violation first, then by submit time; at most MAX_TIMELINES are kept,
+    and never fewer than all the broken ones."""
+    ordered = sorted(timelines, key=lambda t: (not t.broken, t.submitted_at or float("inf"), t.task_id))
+    keep = max(MAX_TIMELINES, sum(1 for t in ordered if t.broken))
+    return ordered[:keep], max(0, len(ordered) - keep)
+
+
+def status_counts(timelines: Sequence[TaskTimeline], tasks: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """Final statuses: the snapshot's when there is one, else the last status each task showed."""
+    statuses = [str(_get(t, "status")) for t in tasks] if tasks else [str(t.status) for t in timelines]
+    counts = {s: statuses.count(s) for s in STATUS_ORDER if s in statuses}
+    counts.update({s: statuses.count(s) for s in statuses if s not in counts})
+    return counts
+
+
+def latencies(timelines: Iterable[TaskTimeline]) -> list[LatencyPoint]:
+    points = [
+        LatencyPoint(t.task_id, t.status or "?", t.submitted_at, t.terminal_at)
+        for t in timelines
+        if t.submitted_at is not None and t.terminal_at is not None
+    ]
+    return sorted(points, key=lambda p: p.submitted_at)
+
+
+# --- drills, queues, logs -----------------------------------------------------------------------
+
+
+def load_faults(run_dir: Path, problems: list[str]) -> list[FaultWindow]:
+    out = []
+    for row in _read_jsonl(run_dir / "faults.jsonl", problems):
+        start = parse_time(row.get("start"))
+        if start is not None:
+            out.append(FaultWindow(str(row.get("name", "fault")), start, parse_time(row.get("end"))))
+    return sorted(out, key=lambda f: f.start)
+
+
+def load_queue_samples(run_dir: Path, problems: list[str]) -> list[QueueSample]:
+    out = []
+    for row in _read_jsonl(run_dir / "queue_depths.jsonl", problems):
+        t, queues = parse_time(_get(row, "t", "time", "wall_time")), row.get("queues")
+        if t is not None and isinstance(queues, Mapping):
+            out.append(QueueSample(t, {str(k): _as_int(v) for k, v in queues.items()}))
+    return sorted(out, key=lambda s: s.t)
+
+
+def _log_view(path: Path) -> LogView:
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        handle.seek(max(0, size - LOG_TAIL_BYTES))
+        lines = handle.read().decode("utf-8", errors="replace").splitlines()
+    errors = [ln for ln in lines if re.search(r"\b(ERROR|CRITICAL|Traceback)\b", ln)]
+    warnings = sum(1 for ln in lines if re.search(r"\bWARNING\b", ln))
+    return LogView(path.name, size, len(errors), warnings, tuple(e[:400] for e in errors[-8:]))
+
+
+def load_logs(run_dir: Path) -> list[LogView]:
+    logs = run_dir / "logs"
+    return [_log_view(p) for p in sorted(logs.glob("*.log"))] if logs.is_dir() else []
+
+
+# --- the whole run ------------------------------------------------------------------------------
+
+
+def load_run(run_dir: Path) -> RunReport:
+    """Reads everything the run directory holds into one RunReport; never raises on bad inputs."""
+    report = RunReport(run_dir=run_dir)
+    problems = report.problems
+    results = _read_json(run_dir / "results.json", problems)
+    if isinstance(results, Mapping):
+        apply_results(report, results)
+    elif results is None:
+        problems.append("no results.json: the invariant check did not run or did not finish")
+    junit_suites, report.failed_tests = load_junit(run_dir, problems)
+    report.suites = report.suites or junit_suites
+    report.checks += [_check(c) for c in _read_jsonl(run_dir / "checks.jsonl", problems)]
+    report.requests = load_requests(run_dir, problems)
+    tasks, events = load_snapshot_rows(run_dir, results if isinstance(results, Mapping) else None, problems)
+    timelines = build_timelines(tasks, events, report.requests, report.invariants)
+    report.status_counts = status_counts(timelines, tasks)
+    report.latencies = latencies(timelines)
+    report.timelines, report.hidden_timelines = _order_and_cap(timelines)
+    report.faults = load_faults(run_dir, problems)
+    report.queue_samples = load_queue_samples(run_dir, problems)
+    report.logs = load_logs(run_dir)
+    return report
