@@ -17,6 +17,7 @@ from pathlib import Path
 import aio_pika
 import aiormq
 import asyncpg
+import httpx
 import psutil
 import pytest
 
@@ -250,6 +251,10 @@ def test_harness_up_prints_export_line_and_stops_on_sigint(tmp_path: Path) -> No
         assert exports["POSTGRES_URL"].startswith("postgresql://ast@127.0.0.1:")
         assert Path(exports["HARNESS_TARGET"]).read_text().startswith("[api]")
         data_dirs = _leftovers("ast-stack-")
+        if "--no-services" not in argv:
+            assert httpx.get(f"{exports['API_URL']}/ready", timeout=5).status_code == 200
+            service_pids = _service_pids(proc.pid)
+            assert len(service_pids) == 4, "api, relay and two workers"
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0
     finally:
@@ -260,8 +265,16 @@ def test_harness_up_prints_export_line_and_stops_on_sigint(tmp_path: Path) -> No
     assert _leftovers(f"port={port}") == []
     assert _leftovers(exports["RABBIT_URL"].rsplit(":", 1)[1].strip("/")) == []
     assert data_dirs, "the stack's processes were visible while it ran"
+    if "--no-services" not in argv:
+        assert not [pid for pid in service_pids if psutil.pid_exists(pid) and _alive(psutil.Process(pid))]
+
+
+def _service_pids(parent: int) -> list[int]:
+    children = psutil.Process(parent).children()
+    commands = ("ast-api", "ast-relay", "ast-worker")
+    return [c.pid for c in children if any(Path(part).name in commands for part in c.cmdline()[:2])]
 
 
 def _up_service_args() -> list[str]:
-    """Services on when HARNESS_UP_SERVICES=1 (the service executables must work then)."""
-    return [] if os.environ.get("HARNESS_UP_SERVICES") == "1" else ["--no-services"]
+    """Services on, unless HARNESS_UP_SERVICES=0 (to test the harness while the service is broken)."""
+    return ["--no-services"] if os.environ.get("HARNESS_UP_SERVICES") == "0" else ["--workers", "2"]
