@@ -15,8 +15,14 @@ import httpx
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 
 
-def submit(api: httpx.Client, payload: dict[str, Any], *, task_type: str = "simulate",
-           key: str | None = None, priority: int | None = None) -> str:
+def submit(
+    api: httpx.Client,
+    payload: dict[str, Any],
+    *,
+    task_type: str = "simulate",
+    key: str | None = None,
+    priority: int | None = None,
+) -> str:
     body: dict[str, Any] = {"type": task_type, "payload": payload}
     if priority is not None:
         body["priority"] = priority
@@ -26,8 +32,13 @@ def submit(api: httpx.Client, payload: dict[str, Any], *, task_type: str = "simu
     return str(response.json()["taskId"])
 
 
-def wait_for(api: httpx.Client, task_id: str, until: Callable[[dict[str, Any]], bool],
-             timeout: float = 60.0, what: str = "condition") -> dict[str, Any]:
+def wait_for(
+    api: httpx.Client,
+    task_id: str,
+    until: Callable[[dict[str, Any]], bool],
+    timeout: float = 60.0,
+    what: str = "condition",
+) -> dict[str, Any]:
     """Polls GET /tasks/{id} until `until(task)`; fails with the task's timeline when it never holds."""
     deadline = time.monotonic() + timeout
     task: dict[str, Any] = {}

@@ -15,8 +15,10 @@ pytestmark = pytest.mark.e2e
 def _assert_error(response: httpx.Response, status: int) -> None:
     assert response.status_code == status, response.text
     error = response.json()["error"]
-    assert isinstance(error["code"], str) and error["code"]
-    assert isinstance(error["message"], str) and error["message"]
+    assert isinstance(error["code"], str)
+    assert error["code"]
+    assert isinstance(error["message"], str)
+    assert error["message"]
     assert "details" in error
 
 
@@ -31,7 +33,13 @@ def _assert_error(response: httpx.Response, status: int) -> None:
         ({"payload": {}}, 422),
         ({"type": "initialize_repository", "payload": {"repoUrl": "ext::sh -c touch% /tmp/pwned"}}, 422),
         ({"type": "initialize_repository", "payload": {"repoUrl": "-uhelp"}}, 422),
-        ({"type": "initialize_impact_analysis", "payload": {"repositoryTaskId": "nope", "changedFiles": []}}, 422),
+        (
+            {
+                "type": "initialize_impact_analysis",
+                "payload": {"repositoryTaskId": "nope", "changedFiles": []},
+            },
+            422,
+        ),
         ([1, 2, 3], 422),
     ],
 )
@@ -48,7 +56,9 @@ def test_bad_submissions_are_refused_and_write_nothing(
 
 
 def test_malformed_json_is_422(api: httpx.Client) -> None:
-    response = api.post("/tasks", content=b'{"type": "simulate", ', headers={"content-type": "application/json"})
+    response = api.post(
+        "/tasks", content=b'{"type": "simulate", ', headers={"content-type": "application/json"}
+    )
 
     _assert_error(response, 422)
 

@@ -28,11 +28,19 @@ def _publish_copy(amqp_url: str, task: dict[str, Any], message_id: str, copies: 
         async with connection:
             channel = await connection.channel(publisher_confirms=True)
             exchange = await channel.get_exchange("ast.jobs.x")
-            body = {"taskId": task["taskId"], "type": "simulate", "payload": {"steps": 1},
-                    "traceId": "dup", "retryCount": 0}
+            body = {
+                "taskId": task["taskId"],
+                "type": "simulate",
+                "payload": {"steps": 1},
+                "traceId": "dup",
+                "retryCount": 0,
+            }
             for _ in range(copies):
-                message = aio_pika.Message(json.dumps(body).encode(), message_id=message_id,
-                                           delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+                message = aio_pika.Message(
+                    json.dumps(body).encode(),
+                    message_id=message_id,
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                )
                 await exchange.publish(message, routing_key="job.simulate", mandatory=True)
 
     asyncio.run(run())
@@ -40,9 +48,13 @@ def _publish_copy(amqp_url: str, task: dict[str, Any], message_id: str, copies: 
 
 def test_duplicate_job_messages_complete_the_task_once(api: httpx.Client, endpoints: StackEndpoints) -> None:
     task_id = submit(api, {"steps": 4, "durationMs": 800})
-    message_id = str(sql(endpoints.postgres_dsn,
-                         "SELECT message_id FROM outbox WHERE task_id = $1::uuid AND exchange = 'ast.jobs.x'",
-                         task_id)[0]["message_id"])
+    message_id = str(
+        sql(
+            endpoints.postgres_dsn,
+            "SELECT message_id FROM outbox WHERE task_id = $1::uuid AND exchange = 'ast.jobs.x'",
+            task_id,
+        )[0]["message_id"]
+    )
     wait_for(api, task_id, lambda t: t["status"] == "IN_PROGRESS", what="running")
 
     _publish_copy(endpoints.amqp_url, {"taskId": task_id}, message_id, copies=2)
@@ -51,8 +63,11 @@ def test_duplicate_job_messages_complete_the_task_once(api: httpx.Client, endpoi
     assert wait_terminal(api, task_id)["status"] == "COMPLETED"
     time.sleep(1.5)  # let the duplicates reach a worker; they must change nothing
     results = sql(endpoints.postgres_dsn, "SELECT 1 FROM task_results WHERE task_id = $1::uuid", task_id)
-    completions = sql(endpoints.postgres_dsn,
-                      "SELECT 1 FROM task_events WHERE task_id = $1::uuid AND status = 'COMPLETED'", task_id)
+    completions = sql(
+        endpoints.postgres_dsn,
+        "SELECT 1 FROM task_events WHERE task_id = $1::uuid AND status = 'COMPLETED'",
+        task_id,
+    )
     assert len(results) == 1
     assert len(completions) == 1
     depth = api.get("/queues").json()
@@ -63,7 +78,9 @@ def test_a_killed_worker_s_task_is_taken_over_and_completes_once(
     api: httpx.Client, local_stack: LocalStack, dsn: str
 ) -> None:
     task_id = submit(api, {"steps": 8, "durationMs": 4000})
-    task = wait_for(api, task_id, lambda t: t["status"] == "IN_PROGRESS" and t["progress"] > 0, what="running")
+    task = wait_for(
+        api, task_id, lambda t: t["status"] == "IN_PROGRESS" and t["progress"] > 0, what="running"
+    )
     assert task
     events = api.get(f"/tasks/{task_id}/events").json()["items"]
     victim = next(e["workerId"] for e in reversed(events) if e["workerId"])

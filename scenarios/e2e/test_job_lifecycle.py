@@ -18,9 +18,12 @@ def test_success_reports_progress_and_stores_one_result(api: httpx.Client, dsn: 
     assert task["status"] == "COMPLETED"
     assert task["progress"] == 100
     assert task["result"]["outcome"] == "success"
-    assert task["startedAt"] and task["completedAt"]
+    assert task["startedAt"]
+    assert task["completedAt"]
     assert statuses(api, task_id) == ["PENDING", "IN_PROGRESS", "COMPLETED"]
-    progress = [e["progress"] for e in api.get(f"/tasks/{task_id}/events").json()["items"] if e["kind"] == "progress"]
+    progress = [
+        e["progress"] for e in api.get(f"/tasks/{task_id}/events").json()["items"] if e["kind"] == "progress"
+    ]
     assert progress == [33, 66, 100]
     rows = sql(dsn, "SELECT result FROM task_results WHERE task_id = $1::uuid", task_id)
     assert len(rows) == 1
@@ -37,7 +40,13 @@ def test_retryable_failures_are_retried_then_succeed(api: httpx.Client) -> None:
     assert task["status"] == "COMPLETED"
     assert task["retryCount"] == 2
     assert statuses(api, task_id) == [
-        "PENDING", "IN_PROGRESS", "RETRYING", "IN_PROGRESS", "RETRYING", "IN_PROGRESS", "COMPLETED",
+        "PENDING",
+        "IN_PROGRESS",
+        "RETRYING",
+        "IN_PROGRESS",
+        "RETRYING",
+        "IN_PROGRESS",
+        "COMPLETED",
     ]
 
 
@@ -117,13 +126,20 @@ def test_waiting_task_resumes_on_its_event(api: httpx.Client) -> None:
     other = api.post("/events", json={"type": "review", "key": "pr-8"})
     resumed = api.post("/events", json={"type": "review", "key": "pr-7", "payload": {"approved": True}})
 
-    assert other.status_code == 202 and other.json() == {"resumed": 0}
-    assert resumed.status_code == 202 and resumed.json() == {"resumed": 1}
+    assert other.status_code == 202
+    assert other.json() == {"resumed": 0}
+    assert resumed.status_code == 202
+    assert resumed.json() == {"resumed": 1}
     task = wait_terminal(api, task_id)
     assert task["status"] == "COMPLETED"
     assert task["result"]["event"]["payload"] == {"approved": True}
     assert statuses(api, task_id) == [
-        "PENDING", "IN_PROGRESS", "WAITING_FOR_EVENT", "PENDING", "IN_PROGRESS", "COMPLETED",
+        "PENDING",
+        "IN_PROGRESS",
+        "WAITING_FOR_EVENT",
+        "PENDING",
+        "IN_PROGRESS",
+        "COMPLETED",
     ]
 
 
@@ -131,9 +147,12 @@ def test_same_key_and_body_share_a_task_and_another_body_conflicts(api: httpx.Cl
     body = {"type": "simulate", "payload": {"steps": 1}}
     first = api.post("/tasks", json=body, headers={"Idempotency-Key": "order-42"})
     again = api.post("/tasks", json=body, headers={"Idempotency-Key": "order-42"})
-    other = api.post("/tasks", json={**body, "payload": {"steps": 2}}, headers={"Idempotency-Key": "order-42"})
+    other = api.post(
+        "/tasks", json={**body, "payload": {"steps": 2}}, headers={"Idempotency-Key": "order-42"}
+    )
 
-    assert first.status_code == 202 and again.status_code == 202
+    assert first.status_code == 202
+    assert again.status_code == 202
     assert again.json()["taskId"] == first.json()["taskId"]
     assert other.status_code == 409
     assert other.json()["error"]["code"]

@@ -25,7 +25,8 @@ async def _fill_outbox(dsn: str, routing_key: str) -> set[str]:
     ids = {str(uuid.uuid4()) for _ in range(ROWS)}
     try:
         await conn.executemany(
-            "INSERT INTO outbox (message_id, exchange, routing_key, body) VALUES ($1::uuid, 'ast.events.x', $2, $3)",
+            "INSERT INTO outbox (message_id, exchange, routing_key, body)"
+            " VALUES ($1::uuid, 'ast.events.x', $2, $3)",
             [(message_id, routing_key, json.dumps({"n": message_id})) for message_id in ids],
         )
     finally:
@@ -41,8 +42,13 @@ async def _run_relays(endpoints: StackEndpoints, count: int) -> Counter[str]:
         queue = await channel.declare_queue(exclusive=True)
         await queue.bind("ast.events.x", routing_key=routing_key)
         expected = await _fill_outbox(endpoints.postgres_dsn, routing_key)
-        settings = Settings(postgres_url=endpoints.postgres_dsn, rabbit_url=endpoints.amqp_url,
-                            relay_batch_size=20, max_retries=3, retry_base_ms=200)
+        settings = Settings(
+            postgres_url=endpoints.postgres_dsn,
+            rabbit_url=endpoints.amqp_url,
+            relay_batch_size=20,
+            max_retries=3,
+            retry_base_ms=200,
+        )
         relays = [OutboxRelay(settings) for _ in range(count)]
         runs = [asyncio.ensure_future(relay.run()) for relay in relays]
         seen: Counter[str] = Counter()
