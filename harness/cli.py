@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from harness.commands.report import report
+
 app = typer.Typer(help="Test harness of the AST job service.", no_args_is_help=True, add_completion=False)
 
 
@@ -73,6 +75,9 @@ def up(
     finally:
         stack.stop()
     typer.echo("stopped; nothing left running", err=True)
+
+
+app.command()(report)
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -82,7 +82,11 @@ class CheckView:
 
     name: str
     verdict: str
-    broken: tuple[str, ...] = ()
+    broken: tuple[InvariantView, ...] = ()
+
+    @property
+    def held(self) -> bool:
+        return self.verdict.lower() in {"held", "pass", "passed", "true", "ok"}
 
 
 @dataclass(frozen=True)
@@ -197,12 +201,18 @@ class RunReport:
 
     @property
     def verdict(self) -> Verdict:
-        """FAIL when an invariant broke or a test failed; PASS needs a check that held."""
-        if self.valid == "broken" or any(s.failed for s in self.suites) or self.failed_tests:
+        """FAIL when an invariant broke (in the run's check or any test's) or a test failed;
+        PASS needs evidence that the invariants held, never just the absence of a failure."""
+        failed_tests = any(s.failed for s in self.suites) or self.failed_tests
+        if self.valid == "broken" or failed_tests or any(c.verdict == "broken" for c in self.checks):
             return "FAIL"
-        if any(c.verdict.lower() in {"broken", "fail", "failed", "false"} for c in self.checks):
-            return "FAIL"
-        return "PASS" if self.valid == "held" else "UNKNOWN"
+        if self.valid == "held" or (self.valid is None and self.checks and all(c.held for c in self.checks)):
+            return "PASS"
+        return "UNKNOWN"
+
+    @property
+    def failing_checks(self) -> list[CheckView]:
+        return [c for c in self.checks if not c.held]
 
     @property
     def broken(self) -> list[InvariantView]:
@@ -280,6 +290,10 @@ def _get(row: Mapping[str, Any], *names: str) -> Any:
         if row.get(name) is not None:
             return row[name]
     return None
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _as_int(value: Any, default: int = 0) -> int:
@@ -368,7 +382,7 @@ def _invariant(raw: Mapping[str, Any]) -> InvariantView:
             message=str(v.get("message", "")),
             evidence=_evidence(v.get("evidence")),
         )
-        for v in raw.get("violations") or ()
+        for v in _list(raw.get("violations"))
         if isinstance(v, Mapping)
     )
     return InvariantView(
@@ -391,19 +405,34 @@ def _suite(raw: Mapping[str, Any]) -> SuiteView:
     )
 
 
+def _not_held(raw: Any) -> list[InvariantView]:
+    """A check line's non-held invariants, in any of the shapes a line may use: a `broken` list
+    of objects or numbers, or `invariants` as a list of objects or a {number: status} map."""
+    if isinstance(raw, Mapping):
+        return [InvariantView(_as_int(k), "", str(v)) for k, v in raw.items() if str(v) != "held"]
+    out = []
+    for item in raw or ():
+        if isinstance(item, Mapping):
+            view = _invariant(item)
+            ids = tuple(str(t) for t in _get(item, "taskIds", "task_ids") or ())
+            if ids and not view.violations:
+                count = _as_int(_get(item, "violations", "violationCount"), len(ids))
+                view = replace(view, violation_count=count, violations=(ViolationView(ids, ""),))
+            if view.status != "held":
+                out.append(view)
+        else:
+            out.append(InvariantView(_as_int(item), str(item), "broken"))
+    return out
+
+
 def _check(raw: Mapping[str, Any]) -> CheckView:
-    broken = _get(raw, "broken", "brokenInvariants")
-    if broken is None and isinstance(raw.get("invariants"), list):
-        broken = [
-            f"{i.get('number')} {i.get('name', '')}".strip()
-            for i in raw["invariants"]
-            if isinstance(i, Mapping) and i.get("status") == "broken"
-        ]
+    broken = raw.get("broken")
+    not_held = _not_held(broken if broken is not None else raw.get("invariants"))
     verdict = _get(raw, "valid", "verdict", "status", "outcome")
     return CheckView(
-        name=str(_get(raw, "test", "nodeid", "name", "scenario") or "?"),
+        name=str(_get(raw, "nodeid", "test", "name", "scenario") or "?"),
         verdict=str(verdict if verdict is not None else "unknown"),
-        broken=tuple(str(b) for b in broken or ()),
+        broken=tuple(not_held),
     )
 
 
@@ -677,19 +706,20 @@ def load_queue_samples(run_dir: Path, problems: list[str]) -> list[QueueSample]:
     return sorted(out, key=lambda s: s.t)
 
 
-def _log_view(path: Path) -> LogView:
+def _log_view(path: Path, name: str) -> LogView:
     size = path.stat().st_size
     with path.open("rb") as handle:
         handle.seek(max(0, size - LOG_TAIL_BYTES))
         lines = handle.read().decode("utf-8", errors="replace").splitlines()
     errors = [ln for ln in lines if re.search(r"\b(ERROR|CRITICAL|Traceback)\b", ln)]
     warnings = sum(1 for ln in lines if re.search(r"\bWARNING\b", ln))
-    return LogView(path.name, size, len(errors), warnings, tuple(e[:400] for e in errors[-8:]))
+    return LogView(name, size, len(errors), warnings, tuple(e[:400] for e in errors[-8:]))
 
 
 def load_logs(run_dir: Path) -> list[LogView]:
-    logs = run_dir / "logs"
-    return [_log_view(p) for p in sorted(logs.glob("*.log"))] if logs.is_dir() else []
+    """Process logs of the run: `logs/*.log`, and each suite's stack logs `stacks/*/logs/*.log`."""
+    paths = sorted(run_dir.glob("logs/*.log")) + sorted(run_dir.glob("stacks/*/logs/*.log"))
+    return [_log_view(p, p.relative_to(run_dir).as_posix()) for p in paths]
 
 
 # --- the whole run ------------------------------------------------------------------------------
@@ -709,7 +739,8 @@ def load_run(run_dir: Path) -> RunReport:
     report.checks += [_check(c) for c in _read_jsonl(run_dir / "checks.jsonl", problems)]
     report.requests = load_requests(run_dir, problems)
     tasks, events = load_snapshot_rows(run_dir, results if isinstance(results, Mapping) else None, problems)
-    timelines = build_timelines(tasks, events, report.requests, report.invariants)
+    named = [*report.invariants, *(b for c in report.checks for b in c.broken)]
+    timelines = build_timelines(tasks, events, report.requests, named)
     report.status_counts = status_counts(timelines, tasks)
     report.latencies = latencies(timelines)
     report.timelines, report.hidden_timelines = _order_and_cap(timelines)

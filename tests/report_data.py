@@ -16,10 +16,16 @@ from typing import Any
 from harness.history import Operation
 
 T0 = 1_764_000_000.0
+
+
+def task_id(i: int) -> str:
+    return f"{i * 2654435761 % 2**32:08x}-0000-4000-8000-{i:012d}"
+
+
 TASKS = 50
-BROKEN_TASK = "00000000-0000-4000-8000-000000000007"
-FAILED_TASK = "00000000-0000-4000-8000-000000000011"
-CANCELLED_TASK = "00000000-0000-4000-8000-000000000023"
+BROKEN_TASK = task_id(7)
+FAILED_TASK = task_id(11)
+CANCELLED_TASK = task_id(23)
 FAULT = ("broker-kill", T0 + 6.0, T0 + 10.0)
 
 
@@ -27,10 +33,6 @@ FAULT = ("broker-kill", T0 + 6.0, T0 + 10.0)
 class MadeUpRun:
     run_dir: Path
     broken_task: str = BROKEN_TASK
-
-
-def task_id(i: int) -> str:
-    return f"00000000-0000-4000-8000-{i:012d}"
 
 
 def _iso(t: float) -> str:
@@ -215,10 +217,23 @@ def _side_files(run_dir: Path) -> None:
     ]
     (run_dir / "queue_depths.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
     (run_dir / "junit.xml").write_text(_JUNIT)
-    checks = [
-        {"test": "scenarios/e2e/test_lifecycle.py::test_completes", "valid": "held"},
-        {"test": "scenarios/e2e/test_cancel.py::test_terminal", "valid": "broken", "broken": ["3"]},
-    ]
+    held = {"nodeid": "scenarios/e2e/test_lifecycle.py::test_completes", "valid": "held", "broken": []}
+    broken = {  # the shape of harness.verdict.check_record
+        "nodeid": "scenarios/e2e/test_cancel.py::test_terminal",
+        "valid": "broken",
+        "invariants": {"1": "held", "3": "broken"},
+        "broken": [
+            {
+                "number": 3,
+                "name": "Terminal is final",
+                "status": "broken",
+                "note": "",
+                "taskIds": [CANCELLED_TASK],
+                "violations": 1,
+            }
+        ],
+    }
+    checks = [held, broken]
     (run_dir / "checks.jsonl").write_text("".join(json.dumps(c) + "\n" for c in checks))
     (run_dir / "logs").mkdir(exist_ok=True)
     (run_dir / "logs" / "api.log").write_text(
