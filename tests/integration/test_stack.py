@@ -147,7 +147,7 @@ def test_managed_process_supervision(tmp_path: Path) -> None:
     assert _wait_for(lambda: proc.is_running and proc.pid != first), "a killed supervised process comes back"
     assert proc.restart_count == 1
     proc.pause()
-    assert psutil.Process(proc.pid).status() == psutil.STATUS_STOPPED
+    assert _wait_for(lambda: psutil.Process(proc.pid).status() == psutil.STATUS_STOPPED)
     proc.resume()
     second = proc.pid
     assert proc.stop(timeout=5) == -signal.SIGTERM
@@ -171,10 +171,10 @@ def test_managed_process_unexpected_exit_restarts(tmp_path: Path) -> None:
 def test_unsupervised_process_stays_dead_and_kill_takes_the_group(tmp_path: Path) -> None:
     proc = ManagedProcess("group", ["sh", "-c", "sleep 300 & sleep 300"], log_dir=tmp_path)
     proc.start()
-    assert _wait_for(lambda: len(psutil.Process(proc.pid).children()) == 1)
-    child = psutil.Process(proc.pid).children()[0]
+    assert _wait_for(lambda: len(psutil.Process(proc.pid).children()) == 2)
+    children = psutil.Process(proc.pid).children()
     proc.kill()
-    assert _wait_for(lambda: not _alive(child))
+    assert _wait_for(lambda: not any(_alive(child) for child in children))
     assert not proc.is_running
 
 
