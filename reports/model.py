@@ -21,12 +21,13 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from harness.history import History, Operation, load_history
+from harness.snapshot import Snapshot
 
 TERMINAL: frozenset[str] = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
 STATUS_ORDER = ("PENDING", "IN_PROGRESS", "RETRYING", "WAITING_FOR_EVENT", "COMPLETED", "FAILED", "CANCELLED")
@@ -455,6 +456,16 @@ def apply_results(report: RunReport, results: Mapping[str, Any]) -> None:
     report.timings = _timings(results.get("timings"))
 
 
+def summed_counts(check_lines: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """Without a run-wide check, the per-test counts added up: each test judged its own tasks."""
+    total: dict[str, int] = {}
+    for line in check_lines:
+        counts = line.get("counts")
+        for key, value in counts.items() if isinstance(counts, Mapping) else ():
+            total[str(key)] = total.get(str(key), 0) + _as_int(value)
+    return total
+
+
 # --- JUnit --------------------------------------------------------------------------------------
 
 
@@ -642,12 +653,14 @@ def build_timelines(
     invariants: Sequence[InvariantView],
 ) -> list[TaskTimeline]:
     """One timeline per task seen anywhere, including tasks only named by a violation (a lost
-    task has no rows), so every link from the verdict lands somewhere."""
+    task has no rows), so every link from the verdict lands somewhere. An id only ever refused
+    (a 404 for a made-up id, a bad request) is not a task and gets none."""
     by_task = {str(_get(t, "task_id", "taskId")): t for t in tasks}
     events_of = _group(events, lambda e: _get(e, "task_id", "taskId"))
     requests_of_task = _group((r for r in requests if r.task_id), lambda r: r.task_id)
     broken_of = _group(((t, i.number) for i in invariants for t in i.task_ids), lambda pair: pair[0])
-    ids = [i for i in dict.fromkeys([*broken_of, *requests_of_task, *by_task, *events_of]) if i != "None"]
+    seen = [i for i, rs in requests_of_task.items() if any(r.outcome == "ok" for r in rs)]
+    ids = [i for i in dict.fromkeys([*broken_of, *seen, *by_task, *events_of]) if i != "None"]
     return [
         _timeline(
             i,
@@ -670,7 +683,8 @@ def _order_and_cap(timelines: list[TaskTimeline]) -> tuple[list[TaskTimeline], i
 
 def status_counts(timelines: Sequence[TaskTimeline], tasks: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     """Final statuses: the snapshot's when there is one, else the last status each task showed."""
-    statuses = [str(_get(t, "status")) for t in tasks] if tasks else [str(t.status) for t in timelines]
+    raw = [_get(t, "status") for t in tasks] if tasks else [t.status for t in timelines]
+    statuses = [str(s) if s else "UNKNOWN" for s in raw]
     counts = {s: statuses.count(s) for s in STATUS_ORDER if s in statuses}
     counts.update({s: statuses.count(s) for s in statuses if s not in counts})
     return counts
@@ -683,6 +697,19 @@ def latencies(timelines: Iterable[TaskTimeline]) -> list[LatencyPoint]:
         if t.submitted_at is not None and t.terminal_at is not None
     ]
     return sorted(points, key=lambda p: p.submitted_at)
+
+
+def write_snapshot_json(run_dir: Path, snapshot: Snapshot) -> Path:
+    """Saves the rows the task timelines are drawn from (results.json keeps only sizes); whoever
+    takes the run's final snapshot (the gate, `harness check`) calls this next to results.json."""
+    rows = {
+        "takenAt": snapshot.taken_at,
+        "tasks": [asdict(t) for t in snapshot.tasks],
+        "events": [asdict(e) for e in snapshot.events],
+    }
+    path = run_dir / "snapshot.json"
+    path.write_text(json.dumps(rows, default=str) + "\n", encoding="utf-8")
+    return path
 
 
 # --- drills, queues, logs -----------------------------------------------------------------------
@@ -732,11 +759,17 @@ def load_run(run_dir: Path) -> RunReport:
     results = _read_json(run_dir / "results.json", problems)
     if isinstance(results, Mapping):
         apply_results(report, results)
-    elif results is None:
-        problems.append("no results.json: the invariant check did not run or did not finish")
     junit_suites, report.failed_tests = load_junit(run_dir, problems)
     report.suites = report.suites or junit_suites
-    report.checks += [_check(c) for c in _read_jsonl(run_dir / "checks.jsonl", problems)]
+    check_lines = _read_jsonl(run_dir / "checks.jsonl", problems)
+    report.checks += [_check(c) for c in check_lines]
+    report.counts = report.counts or summed_counts(check_lines)
+    if results is None:
+        problems.append(
+            "no results.json: no run-wide invariant check; the verdict rests on the per-test checks"
+            if report.checks
+            else "no results.json: the invariant check did not run or did not finish"
+        )
     report.requests = load_requests(run_dir, problems)
     tasks, events = load_snapshot_rows(run_dir, results if isinstance(results, Mapping) else None, problems)
     named = [*report.invariants, *(b for c in report.checks for b in c.broken)]

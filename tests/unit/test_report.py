@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
+from harness.history import Operation
+from harness.snapshot import EventRow, Snapshot, TaskRow
 from reports.charts import Series, Shade, TimeAxis, bin_rate, binned_quantile, time_chart, value_ticks
 from reports.html import build_report
-from reports.model import load_run, task_anchor
+from reports.model import load_run, task_anchor, write_snapshot_json
 from tests.report_data import CANCELLED_TASK, FAULT, T0, TASKS, make_run_dir
 
 pytestmark = pytest.mark.unit
@@ -164,3 +167,35 @@ def test_time_chart_shares_the_axis_and_escapes_labels() -> None:
     assert f'x="{axis.x(150.0):.1f}"' in svg
     assert axis.x(100.0) == axis.left
     assert axis.x(200.0) == axis.width - axis.right
+
+
+def test_snapshot_json_round_trips_into_timelines(tmp_path: Path) -> None:
+    task = TaskRow("t-1", "simulate", "COMPLETED", 100, 0, 3, 3, created_at="2025-11-24T15:00:00+00:00")
+    events = tuple(
+        EventRow(
+            n,
+            "t-1",
+            "status",
+            status,
+            n,
+            progress=p,
+            worker_id="w0",
+            created_at=f"2025-11-24T15:00:0{n}+00:00",
+        )
+        for n, (status, p) in enumerate([("PENDING", 0), ("IN_PROGRESS", 0), ("COMPLETED", 100)])
+    )
+    write_snapshot_json(tmp_path, Snapshot(tasks=(task,), events=events))
+    (timeline,) = load_run(tmp_path).timelines
+    assert [e.status for e in timeline.entries] == ["PENDING", "IN_PROGRESS", "COMPLETED"]
+    assert timeline.terminal_at == pytest.approx(datetime(2025, 11, 24, 15, 0, 2, tzinfo=UTC).timestamp())
+
+
+def test_ids_only_ever_refused_are_not_tasks(run_dir: Path) -> None:
+    path = "/tasks/not-a-uuid"
+    invoke = Operation(10_000, "p9", "invoke", "get", "GET", path, wall_time=T0 + 1)
+    refused = Operation(
+        10_001, "p9", "fail", "get", "GET", path, wall_time=T0 + 1, invoke_index=10_000, status_code=404
+    )
+    with (run_dir / "history.jsonl").open("a") as history:
+        history.write(invoke.to_json() + "\n" + refused.to_json() + "\n")
+    assert "not-a-uuid" not in {t.task_id for t in load_run(run_dir).timelines}
