@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from harness.commands.check import check
 from harness.commands.report import report
 
 app = typer.Typer(help="Test harness of the AST job service.", no_args_is_help=True, add_completion=False)
@@ -77,6 +78,7 @@ def up(
     typer.echo("stopped; nothing left running", err=True)
 
 
+app.command()(check)
 app.command()(report)
 
 

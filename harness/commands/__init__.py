@@ -1,0 +1,1 @@
+"""The `harness` subcommands, one module each; `harness.cli` registers them on its Typer app."""

@@ -1,0 +1,86 @@
+"""`harness check`: the invariant check alone, against a running deployment.
+
+It judges what is there now: it waits (bounded) for the deployment to settle, snapshots
+PostgreSQL and RabbitMQ, and runs the 11 invariants over the snapshot and, when given, the
+recorded history of the run that drove it. Without a history every task in the database is
+judged, and any WAITING_FOR_EVENT task is allowed (no scenario says which were meant to wait).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from harness.live_check import LiveCheck
+    from harness.stack.base import StackEndpoints
+
+TARGET_ENV = "HARNESS_TARGET"
+NO_TARGET = (
+    "no deployment to check: pass --target FILE, or start one with `harness up` and run the "
+    "`export ... HARNESS_TARGET=...` line it prints"
+)
+
+
+def resolve_target(target: Path | None) -> Path:
+    """--target, else HARNESS_TARGET; anything else is a usage error, never a silent embedded run."""
+    chosen = target or (Path(os.environ[TARGET_ENV]) if os.environ.get(TARGET_ENV) else None)
+    if chosen is None:
+        raise typer.BadParameter(NO_TARGET, param_hint="--target")
+    if not chosen.is_file():
+        raise typer.BadParameter(f"target file {chosen} does not exist", param_hint="--target")
+    return chosen
+
+
+TargetOption = Annotated[Path | None, typer.Option(help="Target TOML file (default: $HARNESS_TARGET).")]
+HistoryOption = Annotated[
+    Path | None, typer.Option(exists=True, dir_okay=False, help="history.jsonl of the run to judge.")
+]
+RunDirOption = Annotated[Path | None, typer.Option(help="Where results.json goes (default: a new run dir).")]
+SettleOption = Annotated[float, typer.Option(min=0, help="Seconds to wait for the deployment to settle.")]
+
+
+def check(
+    target: TargetOption = None,
+    history: HistoryOption = None,
+    run_dir: RunDirOption = None,
+    settle: SettleOption = 60.0,
+) -> None:
+    """Check the 11 invariants on a deployment; writes results.json; exit 0 iff every one held."""
+    from harness.history import History, load_history
+    from harness.live_check import check_deployment
+    from harness.stack.readiness import run_sync
+
+    endpoints = _endpoints(resolve_target(target))
+    recorded = load_history(history) if history is not None else History()
+    live = run_sync(check_deployment(endpoints, recorded, settle_timeout_s=settle))
+    _report(live, run_dir)
+    raise typer.Exit(0 if live.verdict.valid == "held" else 1)
+
+
+def _endpoints(target_file: Path) -> StackEndpoints:
+    from harness.stack.base import StackError, load_target
+
+    try:
+        return load_target(target_file)
+    except StackError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--target") from exc
+
+
+def _report(live: LiveCheck, run_dir: Path | None) -> None:
+    """The verdict table and counts on stdout, what did not settle, the evidence, results.json."""
+    from harness.stack.rundir import new_run_dir
+    from harness.verdict import print_verdict, violations_text, write_results_json
+
+    out_dir = run_dir or new_run_dir("check")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = write_results_json(out_dir / "results.json", live.verdict, live.settled.snapshot, live.settled)
+    print_verdict(live.verdict)
+    if not live.settled.settled:
+        typer.echo(f"not settled after {live.settled.waited_s:.1f}s: {'; '.join(live.settled.reasons)}")
+    if live.verdict.valid != "held":
+        typer.echo(violations_text(live.verdict))
+    typer.echo(f"results: {results}")

@@ -1,0 +1,130 @@
+"""`harness check --target` against a stack that `harness up` runs in another process.
+
+This is how an operator uses it: one terminal runs `harness up`, another drives the service and
+then asks for the verdict. The check must pass on honest work, name invariant 2 and the task when a
+second result row is planted, and `harness up` must leave nothing running after Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import psutil
+import pytest
+
+from harness.client import ServiceClient
+from harness.history import History
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+HARNESS = Path(sys.executable).parent / "harness"
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
+
+
+@dataclass
+class UpStack:
+    exports: dict[str, str]
+    pids: list[int]
+
+    @property
+    def target(self) -> str:
+        return self.exports["HARNESS_TARGET"]
+
+
+def _read_exports(proc: subprocess.Popen[str], timeout: float) -> dict[str, str]:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if line.startswith("export "):
+            return dict(part.split("=", 1) for part in line.split()[1:])
+    raise AssertionError(f"`harness up` printed no export line; exit {proc.poll()}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.fixture
+def up_stack(tmp_path: Path) -> Iterator[UpStack]:
+    """`harness up --workers 1` in its own session; SIGINT at the end, and nothing may survive it."""
+    argv = [str(HARNESS), "up", "--workers", "1", "--run-dir", str(tmp_path / "up")]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        exports = _read_exports(proc, timeout=150)
+        pids = [proc.pid, *(c.pid for c in psutil.Process(proc.pid).children(recursive=True))]
+        yield UpStack(exports, pids)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(90) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert [pid for pid in pids if _alive(pid)] == [], "harness up left processes running"
+
+
+def _run_check(target: str, history: Path, run_dir: Path) -> subprocess.CompletedProcess[str]:
+    argv = [str(HARNESS), "check", "--target", target, "--history", str(history), "--run-dir", str(run_dir)]
+    env = {**os.environ, "COLUMNS": "200"}
+    env.pop("HARNESS_TARGET", None)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=180, env=env)
+
+
+def _drive(api_url: str, history_file: Path, n: int = 3) -> list[str]:
+    """Submits `n` short simulate jobs through the recording client and waits until they end."""
+    with History(history_file) as history, ServiceClient(api_url, history) as client:
+        ids = [str(client.submit("simulate", {"steps": 2, "durationMs": 100}).task_id) for _ in range(n)]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if all(client.get(task_id).body["status"] in TERMINAL for task_id in ids):
+                return ids
+            time.sleep(0.2)
+    raise AssertionError(f"tasks {ids} did not finish within 60 s")
+
+
+async def _plant_second_result(dsn: str, task_id: str) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(
+            "INSERT INTO task_results (task_id, result, worker_id) VALUES ($1, '{}'::jsonb, 'planted')",
+            uuid.UUID(task_id),
+        )
+    finally:
+        await connection.close()
+
+
+def test_check_against_a_stack_from_harness_up(up_stack: UpStack, tmp_path: Path) -> None:
+    history_file = tmp_path / "history.jsonl"
+    task_ids = _drive(up_stack.exports["API_URL"], history_file)
+
+    honest = _run_check(up_stack.target, history_file, tmp_path / "honest")
+
+    assert honest.returncode == 0, honest.stdout + honest.stderr
+    results = json.loads((tmp_path / "honest" / "results.json").read_text())
+    assert results["valid"] == "held"
+    assert results["counts"]["accepted"] == results["counts"]["completed"] == len(task_ids)
+
+    asyncio.run(_plant_second_result(up_stack.exports["POSTGRES_URL"], task_ids[0]))
+    planted = _run_check(up_stack.target, history_file, tmp_path / "planted")
+
+    assert planted.returncode == 1, planted.stdout + planted.stderr
+    results = json.loads((tmp_path / "planted" / "results.json").read_text())
+    broken = [i for i in results["invariants"] if i["status"] == "broken"]
+    assert [i["number"] for i in broken] == [2]
+    assert broken[0]["violations"][0]["taskIds"] == [task_ids[0]]
+    assert "once only" in planted.stdout and task_ids[0] in planted.stdout
