@@ -70,11 +70,21 @@ class TestCaseView:
 
 @dataclass(frozen=True)
 class SuiteView:
+    """A suite's totals; `status` is the gate's word for it (a suite can time out with no test
+    failed), else derived from the counts."""
+
     name: str
     passed: int
     failed: int
     skipped: int
     duration_s: float | None = None
+    status: str = ""
+    note: str = ""
+    junit: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and self.status not in {"failed", "timeout"}
 
 
 @dataclass(frozen=True)
@@ -183,6 +193,8 @@ class RunReport:
 
     run_dir: Path
     valid: str | None = None
+    gate: str | None = None
+    reasons: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     invariants: list[InvariantView] = field(default_factory=list)
     settle: dict[str, Any] = field(default_factory=dict)
@@ -204,8 +216,10 @@ class RunReport:
     def verdict(self) -> Verdict:
         """FAIL when an invariant broke (in the run's check or any test's) or a test failed;
         PASS needs evidence that the invariants held, never just the absence of a failure."""
-        failed_tests = any(s.failed for s in self.suites) or self.failed_tests
+        failed_tests = any(not s.ok for s in self.suites) or self.failed_tests
         if self.valid == "broken" or failed_tests or any(c.verdict == "broken" for c in self.checks):
+            return "FAIL"
+        if self.gate == "fail":
             return "FAIL"
         if self.valid == "held" or (self.valid is None and self.checks and all(c.held for c in self.checks)):
             return "PASS"
@@ -403,6 +417,9 @@ def _suite(raw: Mapping[str, Any]) -> SuiteView:
         failed=_as_int(raw.get("failed")) + _as_int(raw.get("errors")),
         skipped=_as_int(raw.get("skipped")),
         duration_s=_as_float(_get(raw, "duration_s", "durationS", "duration")),
+        status=str(raw.get("status") or ""),
+        note=str(raw.get("note") or ""),
+        junit=str(raw["junit"]) if raw.get("junit") else None,
     )
 
 
@@ -445,6 +462,8 @@ def _timings(raw: Any) -> dict[str, float]:
 
 def apply_results(report: RunReport, results: Mapping[str, Any]) -> None:
     report.valid = str(results["valid"]) if results.get("valid") is not None else None
+    report.gate = str(results["gate"]) if results.get("gate") else None
+    report.reasons = [str(r) for r in _list(results.get("reasons"))]
     report.counts = {str(k): _as_int(v) for k, v in (results.get("counts") or {}).items()}
     report.invariants = sorted(
         (_invariant(i) for i in results.get("invariants") or () if isinstance(i, Mapping)),
@@ -469,11 +488,11 @@ def summed_counts(check_lines: Iterable[Mapping[str, Any]]) -> dict[str, int]:
 # --- JUnit --------------------------------------------------------------------------------------
 
 
-def _junit_files(run_dir: Path) -> list[Path]:
-    files = [run_dir / "junit.xml"] if (run_dir / "junit.xml").is_file() else []
-    if (run_dir / "junit").is_dir():
-        files += sorted((run_dir / "junit").glob("*.xml"))
-    return files
+def _junit_files(run_dir: Path, named: Iterable[str | None] = ()) -> list[Path]:
+    """junit.xml, junit/*.xml, and the files results.json's suites name (relative to the run)."""
+    files = [run_dir / "junit.xml", *sorted(run_dir.glob("junit/*.xml"))]
+    files += [run_dir / n for n in named if n]
+    return [f for f in dict.fromkeys(f.resolve() for f in files) if f.is_file()]
 
 
 def _case_outcome(case: ET.Element) -> tuple[str, str]:
@@ -500,10 +519,12 @@ def _junit_suite(element: ET.Element, fallback: str) -> tuple[SuiteView, list[Te
     return SuiteView(name, tally["passed"], tally["failed"], tally["skipped"], duration), failed
 
 
-def load_junit(run_dir: Path, problems: list[str]) -> tuple[list[SuiteView], list[TestCaseView]]:
+def load_junit(
+    run_dir: Path, problems: list[str], named: Iterable[str | None] = ()
+) -> tuple[list[SuiteView], list[TestCaseView]]:
     suites: list[SuiteView] = []
     failed: list[TestCaseView] = []
-    for path in _junit_files(run_dir):
+    for path in _junit_files(run_dir, named):
         try:
             root = ET.parse(path).getroot()
         except (OSError, ET.ParseError) as exc:
@@ -759,7 +780,7 @@ def load_run(run_dir: Path) -> RunReport:
     results = _read_json(run_dir / "results.json", problems)
     if isinstance(results, Mapping):
         apply_results(report, results)
-    junit_suites, report.failed_tests = load_junit(run_dir, problems)
+    junit_suites, report.failed_tests = load_junit(run_dir, problems, (s.junit for s in report.suites))
     report.suites = report.suites or junit_suites
     check_lines = _read_jsonl(run_dir / "checks.jsonl", problems)
     report.checks += [_check(c) for c in check_lines]

@@ -199,3 +199,39 @@ def test_ids_only_ever_refused_are_not_tasks(run_dir: Path) -> None:
     with (run_dir / "history.jsonl").open("a") as history:
         history.write(invoke.to_json() + "\n" + refused.to_json() + "\n")
     assert "not-a-uuid" not in {t.task_id for t in load_run(run_dir).timelines}
+
+
+def test_gate_results_shape(run_dir: Path) -> None:
+    """results.json as harness gate writes it: suites with status and a junit path, reasons."""
+    results = json.loads((run_dir / "results.json").read_text())
+    (run_dir / "junit").mkdir()
+    (run_dir / "junit.xml").rename(run_dir / "junit" / "e2e.xml")
+    suite = {
+        "name": "e2e",
+        "status": "passed",
+        "durationS": 12.5,
+        "tests": 4,
+        "passed": 4,
+        "failed": 0,
+        "errors": 0,
+        "skipped": 0,
+        "junit": "junit/e2e.xml",
+        "note": "",
+    }
+    timed_out = dict(
+        suite, name="drills", status="timeout", passed=0, tests=0, junit=None, note="over budget"
+    )
+    results |= {
+        "gate": "fail",
+        "reasons": ["suite drills timeout: over budget"],
+        "suites": [suite, timed_out],
+        "timings": {"total_s": 61.0, "e2e_s": 12.5},
+    }
+    (run_dir / "results.json").write_text(json.dumps(results))
+    report = load_run(run_dir)
+    assert [s.ok for s in report.suites] == [True, False]
+    assert [t.name for t in report.failed_tests] == ["scenarios.e2e.test_cancel.test_terminal"]
+    html = build_report(run_dir).read_text()
+    assert "suite drills timeout: over budget" in html
+    assert '<span class="pill failed">timeout</span> drills' in html
+    assert "<td>total</td>" in html
