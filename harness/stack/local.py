@@ -25,6 +25,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
+import psutil
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -127,8 +128,10 @@ class LocalStack:
     async def _start_servers(self, step: _Step, started: float) -> None:
         """Start both servers first, then wait for both probes at once: RabbitMQ dominates."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.tmp_dir = Path(tempfile.mkdtemp(prefix="ast-stack-"))
+        sweep_stale_tmp_dirs()
+        self.tmp_dir = Path(tempfile.mkdtemp(prefix=TMP_PREFIX))
         self.tmp_dir.chmod(0o711)
+        (self.tmp_dir / "owner.pid").write_text(str(os.getpid()))
         self.rabbit = RabbitNode(self.tmp_dir / "rabbitmq", self.log_dir)
         self.postgres = PostgresCluster(self.tmp_dir / "postgres", self.log_dir)
         self.rabbit.start()
@@ -281,7 +284,8 @@ class LocalStack:
         self._require(self.relay).process.kill()
 
     def restart_relay(self) -> None:
-        self._require(self.relay).process.start()
+        """Start the relay again after `kill_relay()`, or restart (SIGTERM, start) a running one."""
+        self._require(self.relay).process.restart(timeout=self.stop_grace_s)
 
     def kill_api(self) -> None:
         self._require(self.api).process.kill()
@@ -325,6 +329,27 @@ class LocalStack:
                 return result
 
             yield step
+
+
+TMP_PREFIX = "ast-stack-"
+
+
+def sweep_stale_tmp_dirs() -> list[Path]:
+    """Remove temp dirs of stacks whose owner died without cleaning up (SIGKILL, OOM).
+
+    PDEATHSIG takes their processes down, but nobody is left to delete their data; a dir is
+    stale only when its `owner.pid` names a process that no longer exists.
+    """
+    removed = []
+    for candidate in Path(tempfile.gettempdir()).glob(f"{TMP_PREFIX}*"):
+        try:
+            owner = int((candidate / "owner.pid").read_text())
+        except (OSError, ValueError):
+            continue
+        if not psutil.pid_exists(owner):
+            shutil.rmtree(candidate, ignore_errors=True)
+            removed.append(candidate)
+    return removed
 
 
 _Step = Callable[[str, str, float, Awaitable[Any]], Awaitable[Any]]

@@ -6,7 +6,9 @@ These tests own their servers (no session `stack` fixture): they kill and restar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,7 +23,7 @@ import httpx
 import psutil
 import pytest
 
-from harness.stack.local import LocalStack
+from harness.stack.local import TMP_PREFIX, LocalStack, sweep_stale_tmp_dirs
 from harness.stack.processes import ManagedProcess
 from harness.stack.rabbitmq import RabbitNode
 
@@ -241,10 +243,53 @@ def _read_export_line(proc: subprocess.Popen[str], timeout: float) -> dict[str, 
     raise AssertionError(f"no export line; exit {proc.poll()}")
 
 
-def test_harness_up_prints_export_line_and_stops_on_sigint(tmp_path: Path) -> None:
+def _reap(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def _harness_up(run_dir: Path, *extra: str) -> subprocess.Popen[str]:
     harness = Path(sys.executable).parent / "harness"
-    argv = [str(harness), "up", "--run-dir", str(tmp_path), *_up_service_args()]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    argv = [str(harness), "up", "--run-dir", str(run_dir), *extra]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, start_new_session=True)
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGKILL])
+def test_harness_up_children_die_with_it(tmp_path: Path, stop_signal: signal.Signals) -> None:
+    """SIGTERM: an orderly stop. SIGKILL: no handler runs, PDEATHSIG takes the children down."""
+    proc = _harness_up(tmp_path, "--no-services")
+    try:
+        exports = _read_export_line(proc, timeout=120)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) >= 3, "epmd, beam and postgres at least"
+        seen_dirs = _tmp_dirs_in(children)
+        proc.send_signal(stop_signal)
+        assert proc.wait(60) == (0 if stop_signal == signal.SIGTERM else -signal.SIGKILL)
+    finally:
+        _reap(proc)
+    assert _wait_for(lambda: not any(_alive(child) for child in children)), exports
+    tmp_dirs = [Path(d) for d in seen_dirs]
+    assert tmp_dirs
+    if stop_signal == signal.SIGKILL:
+        assert set(tmp_dirs) <= set(sweep_stale_tmp_dirs()), "the next stack removes what a killed one left"
+    assert not any(d.exists() for d in tmp_dirs)
+
+
+def _tmp_dirs_in(processes: list[psutil.Process]) -> set[str]:
+    """The stack temp dirs named on the command lines seen while the stack ran."""
+    found = set()
+    for proc in processes:
+        with contextlib.suppress(psutil.Error):
+            found.update(re.findall(rf"/\S*?{TMP_PREFIX}[^/\s]+", " ".join(proc.cmdline())))
+    return found
+
+
+def test_harness_up_prints_export_line_and_stops_on_sigint(tmp_path: Path) -> None:
+    argv = _up_service_args()
+    proc = _harness_up(tmp_path, *argv)
     try:
         exports = _read_export_line(proc, timeout=120)
         assert exports["RABBIT_URL"].startswith("amqp://guest:guest@127.0.0.1:")
@@ -258,9 +303,7 @@ def test_harness_up_prints_export_line_and_stops_on_sigint(tmp_path: Path) -> No
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _reap(proc)
     port = exports["POSTGRES_URL"].rsplit(":", 1)[1].split("/")[0]
     assert _leftovers(f"port={port}") == []
     assert _leftovers(exports["RABBIT_URL"].rsplit(":", 1)[1].strip("/")) == []
