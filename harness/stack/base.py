@@ -10,7 +10,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 
 class StackError(Exception):
@@ -47,11 +47,11 @@ class StackEndpoints:
         return "export " + " ".join(parts)
 
 
-@runtime_checkable
 class StackProvider(Protocol):
     """A deployment the harness can start, reach and stop.
 
     `stop()` must be idempotent and leave nothing running that `start()` created.
+    Conformance is checked statically (mypy), where the pytest plugin assigns both providers.
     """
 
     @property
