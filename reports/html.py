@@ -28,7 +28,8 @@ from reports.charts import (
     status_bar,
     time_chart,
 )
-from reports.model import RunReport, load_run, task_anchor
+from reports.model import RunReport, load_run
+from reports.timelines import task_anchor
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATUS_COLORS = {

@@ -10,7 +10,8 @@ Inputs, all under the run directory:
 - `results.json`: the checker's verdict (harness/verdict.py), maybe `suites`, `checks`, `timings`;
 - `snapshot.json` (or a `snapshot` in results.json holding lists): `{"tasks": [...], "events":
   [...]}`, rows in snake_case or camelCase, for timelines and completion times;
-- `checks.jsonl`, `junit.xml`, `junit/*.xml`, `logs/*.log`;
+- `checks.jsonl` (harness.verdict.check_record lines), `junit.xml`, `junit/*.xml` and the JUnit
+  files results.json's suites name, `logs/*.log`, `stacks/*/logs/*.log`;
 - `queue_depths.jsonl`: `{"t": epoch s, "queues": {name: depth}}`;
 - `faults.jsonl`: `{"name", "start", "end"}` in epoch seconds (`end` null: never healed).
 """
@@ -20,20 +21,27 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from harness.history import History, Operation, load_history
+from harness.history import load_history
 from harness.snapshot import Snapshot
+from reports.timelines import (
+    LatencyPoint,
+    RequestView,
+    TaskTimeline,
+    build_timelines,
+    field_of,
+    latencies,
+    order_and_cap,
+    parse_time,
+    requests_of,
+    status_counts,
+)
 
-TERMINAL: frozenset[str] = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
-STATUS_ORDER = ("PENDING", "IN_PROGRESS", "RETRYING", "WAITING_FOR_EVENT", "COMPLETED", "FAILED", "CANCELLED")
-MAX_TIMELINES = 400
 LOG_TAIL_BYTES = 2_000_000
-_TASK_PATH = re.compile(r"^/tasks/([^/?]+)")
 
 Verdict = Literal["PASS", "FAIL", "UNKNOWN"]
 
@@ -101,57 +109,6 @@ class CheckView:
 
 
 @dataclass(frozen=True)
-class RequestView:
-    """One completed request of the history, with the wall time of its invocation."""
-
-    task_id: str | None
-    f: str
-    method: str
-    path: str
-    outcome: str
-    invoked_at: float
-    done_at: float
-    status_code: int | None = None
-    task_status: str | None = None
-    error: str | None = None
-    value: Any = None
-
-
-@dataclass(frozen=True)
-class TimelineEntry:
-    time: float | None
-    source: Literal["event", "request"]
-    what: str
-    status: str | None = None
-    progress: int | None = None
-    attempt: int | None = None
-    worker: str | None = None
-    detail: str = ""
-    repeats: int = 1
-
-
-@dataclass(frozen=True)
-class TaskTimeline:
-    task_id: str
-    type: str | None
-    status: str | None
-    entries: tuple[TimelineEntry, ...]
-    broken: tuple[int, ...] = ()
-    submitted_at: float | None = None
-    terminal_at: float | None = None
-
-    @property
-    def anchor(self) -> str:
-        return task_anchor(self.task_id)
-
-    @property
-    def latency_s(self) -> float | None:
-        if self.submitted_at is None or self.terminal_at is None:
-            return None
-        return max(0.0, self.terminal_at - self.submitted_at)
-
-
-@dataclass(frozen=True)
 class FaultWindow:
     name: str
     start: float
@@ -171,20 +128,6 @@ class LogView:
     errors: int
     warnings: int
     last_errors: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class LatencyPoint:
-    """One task's submit→terminal time, kept for every task even when its timeline is not shown."""
-
-    task_id: str
-    status: str
-    submitted_at: float
-    terminal_at: float
-
-    @property
-    def latency_s(self) -> float:
-        return max(0.0, self.terminal_at - self.submitted_at)
 
 
 @dataclass
@@ -248,25 +191,6 @@ class RunReport:
         return (min(times), max(times)) if times else None
 
 
-def task_anchor(task_id: str) -> str:
-    """The HTML id of a task's timeline; the verdict and the charts link to it."""
-    return "task-" + re.sub(r"[^A-Za-z0-9_-]", "-", task_id)
-
-
-def parse_time(value: Any) -> float | None:
-    """Epoch seconds from a number or an ISO-8601 text (PostgreSQL's timestamptz as read back)."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return None
-    return None
-
-
 # --- reading files ------------------------------------------------------------------------------
 
 
@@ -299,14 +223,6 @@ def _read_jsonl(path: Path, problems: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def _get(row: Mapping[str, Any], *names: str) -> Any:
-    """The first present field among `names`: rows come in snake_case or camelCase."""
-    for name in names:
-        if row.get(name) is not None:
-            return row[name]
-    return None
-
-
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
@@ -334,35 +250,6 @@ def _history_files(run_dir: Path) -> list[Path]:
     if histories.is_dir():
         files += sorted(histories.glob("*.jsonl"))
     return files
-
-
-def _task_of(op: Operation) -> str | None:
-    if op.task_id:
-        return op.task_id
-    match = _TASK_PATH.match(op.path)
-    return match.group(1) if match and op.f != "list" else None
-
-
-def requests_of(history: History) -> list[RequestView]:
-    """Completions joined with their invocations (by `invoke_index`, within one history file)."""
-    invoked = {op.index: op.wall_time for op in history if op.type == "invoke"}
-    return [
-        RequestView(
-            task_id=_task_of(op),
-            f=op.f,
-            method=op.method,
-            path=op.path,
-            outcome=op.type,
-            invoked_at=invoked.get(op.invoke_index if op.invoke_index is not None else -1, op.wall_time),
-            done_at=op.wall_time,
-            status_code=op.status_code,
-            task_status=op.task_status,
-            error=op.error,
-            value=op.value,
-        )
-        for op in history
-        if op.type != "invoke"
-    ]
 
 
 def load_requests(run_dir: Path, problems: list[str]) -> list[RequestView]:
@@ -393,7 +280,7 @@ def _short(value: Any, limit: int = 240) -> str:
 def _invariant(raw: Mapping[str, Any]) -> InvariantView:
     violations = tuple(
         ViolationView(
-            task_ids=tuple(str(t) for t in _get(v, "taskIds", "task_ids") or ()),
+            task_ids=tuple(str(t) for t in field_of(v, "taskIds", "task_ids") or ()),
             message=str(v.get("message", "")),
             evidence=_evidence(v.get("evidence")),
         )
@@ -405,7 +292,7 @@ def _invariant(raw: Mapping[str, Any]) -> InvariantView:
         name=str(raw.get("name", "")),
         status=str(raw.get("status", "unknown")),
         note=str(raw.get("note") or ""),
-        violation_count=_as_int(_get(raw, "violationCount", "violation_count"), len(violations)),
+        violation_count=_as_int(field_of(raw, "violationCount", "violation_count"), len(violations)),
         violations=violations,
     )
 
@@ -416,7 +303,7 @@ def _suite(raw: Mapping[str, Any]) -> SuiteView:
         passed=_as_int(raw.get("passed")),
         failed=_as_int(raw.get("failed")) + _as_int(raw.get("errors")),
         skipped=_as_int(raw.get("skipped")),
-        duration_s=_as_float(_get(raw, "duration_s", "durationS", "duration")),
+        duration_s=_as_float(field_of(raw, "duration_s", "durationS", "duration")),
         status=str(raw.get("status") or ""),
         note=str(raw.get("note") or ""),
         junit=str(raw["junit"]) if raw.get("junit") else None,
@@ -432,9 +319,9 @@ def _not_held(raw: Any) -> list[InvariantView]:
     for item in raw or ():
         if isinstance(item, Mapping):
             view = _invariant(item)
-            ids = tuple(str(t) for t in _get(item, "taskIds", "task_ids") or ())
+            ids = tuple(str(t) for t in field_of(item, "taskIds", "task_ids") or ())
             if ids and not view.violations:
-                count = _as_int(_get(item, "violations", "violationCount"), len(ids))
+                count = _as_int(field_of(item, "violations", "violationCount"), len(ids))
                 view = replace(view, violation_count=count, violations=(ViolationView(ids, ""),))
             if view.status != "held":
                 out.append(view)
@@ -446,9 +333,9 @@ def _not_held(raw: Any) -> list[InvariantView]:
 def _check(raw: Mapping[str, Any]) -> CheckView:
     broken = raw.get("broken")
     not_held = _not_held(broken if broken is not None else raw.get("invariants"))
-    verdict = _get(raw, "valid", "verdict", "status", "outcome")
+    verdict = field_of(raw, "valid", "verdict", "status", "outcome")
     return CheckView(
-        name=str(_get(raw, "nodeid", "test", "name", "scenario") or "?"),
+        name=str(field_of(raw, "nodeid", "test", "name", "scenario") or "?"),
         verdict=str(verdict if verdict is not None else "unknown"),
         broken=tuple(not_held),
     )
@@ -538,7 +425,7 @@ def load_junit(
     return suites, failed
 
 
-# --- snapshot and timelines ---------------------------------------------------------------------
+# --- snapshot ---------------------------------------------------------------------
 
 
 def load_snapshot_rows(
@@ -553,171 +440,6 @@ def load_snapshot_rows(
     tasks = raw["tasks"] if isinstance(raw.get("tasks"), list) else []
     events = raw["events"] if isinstance(raw.get("events"), list) else []
     return [t for t in tasks if isinstance(t, Mapping)], [e for e in events if isinstance(e, Mapping)]
-
-
-def _event_entry(row: Mapping[str, Any]) -> TimelineEntry:
-    moved = _get(row, "from_status", "fromStatus", "from")
-    status = _get(row, "status")
-    return TimelineEntry(
-        time=parse_time(_get(row, "created_at", "createdAt", "time")),
-        source="event",
-        what=f"event: {_get(row, 'kind') or 'status'}",
-        status=str(status) if status else None,
-        progress=_get(row, "progress"),
-        attempt=_get(row, "attempt"),
-        worker=_get(row, "worker_id", "workerId", "worker"),
-        detail=" ".join(p for p in (f"from {moved}" if moved else "", str(row.get("message") or "")) if p),
-    )
-
-
-def _request_entry(request: RequestView) -> TimelineEntry:
-    value = request.value if isinstance(request.value, Mapping) else {}
-    answer = str(request.status_code) if request.status_code is not None else "no answer"
-    return TimelineEntry(
-        time=request.done_at,
-        source="request",
-        what=f"{request.method} {_short_path(request)} → {answer}",
-        status=request.task_status,
-        progress=_get(value, "progress"),
-        detail=request.error or "" if request.outcome != "ok" else "",
-    )
-
-
-def _short_path(request: RequestView) -> str:
-    """The task's own id in its request paths says nothing inside its timeline; `{taskId}` reads better."""
-    return request.path.replace(request.task_id, "{taskId}") if request.task_id else request.path
-
-
-def _collapse(entries: Iterable[TimelineEntry]) -> list[TimelineEntry]:
-    """Polling writes the same answer many times; consecutive equal answers become one line ×n."""
-    out: list[TimelineEntry] = []
-    for entry in entries:
-        last = out[-1] if out else None
-        same = (
-            last is not None
-            and entry.source == last.source == "request"
-            and (
-                (entry.what, entry.status, entry.progress, entry.detail)
-                == (last.what, last.status, last.progress, last.detail)
-            )
-        )
-        if same and last is not None:
-            out[-1] = TimelineEntry(**{**last.__dict__, "repeats": last.repeats + 1})
-        else:
-            out.append(entry)
-    return out
-
-
-def _sort_key(entry: TimelineEntry) -> tuple[float, int]:
-    return (entry.time if entry.time is not None else float("inf"), 0 if entry.source == "request" else 1)
-
-
-def _terminal_time(
-    task: Mapping[str, Any], events: Sequence[TimelineEntry], requests: Sequence[RequestView]
-) -> float | None:
-    """When the task reached a terminal status: its completedAt, else its first terminal event,
-    else the first answer that showed it terminal (an upper bound, from polling)."""
-    stamped = parse_time(_get(task, "completed_at", "completedAt"))
-    if stamped is not None:
-        return stamped
-    for event in events:
-        if event.status in TERMINAL and event.time is not None:
-            return event.time
-    for request in requests:
-        value = request.value if isinstance(request.value, Mapping) else {}
-        if request.task_status in TERMINAL:
-            return parse_time(value.get("completedAt")) or request.done_at
-    return None
-
-
-def _timeline(
-    task_id: str,
-    task: Mapping[str, Any],
-    events: Sequence[Mapping[str, Any]],
-    requests: Sequence[RequestView],
-    broken: Sequence[int],
-) -> TaskTimeline:
-    event_entries = sorted((_event_entry(e) for e in events), key=_sort_key)
-    entries = _collapse(sorted([*event_entries, *(_request_entry(r) for r in requests)], key=_sort_key))
-    submits = [r.invoked_at for r in requests if r.f == "submit" and r.outcome == "ok"]
-    last_seen = next((e.status for e in reversed(event_entries) if e.status), None)
-    last_seen = last_seen or next((r.task_status for r in reversed(requests) if r.task_status), None)
-    return TaskTimeline(
-        task_id=task_id,
-        type=_get(task, "type") or _type_from_requests(requests),
-        status=_get(task, "status") or last_seen,
-        entries=tuple(entries),
-        broken=tuple(broken),
-        submitted_at=min(submits) if submits else None,
-        terminal_at=_terminal_time(task, event_entries, requests),
-    )
-
-
-def _type_from_requests(requests: Sequence[RequestView]) -> str | None:
-    for r in requests:
-        if isinstance(r.value, Mapping) and r.value.get("type"):
-            return str(r.value["type"])
-    return None
-
-
-def _group(items: Iterable[Any], key: Any) -> dict[str, list[Any]]:
-    grouped: dict[str, list[Any]] = {}
-    for item in items:
-        grouped.setdefault(str(key(item)), []).append(item)
-    return grouped
-
-
-def build_timelines(
-    tasks: Sequence[Mapping[str, Any]],
-    events: Sequence[Mapping[str, Any]],
-    requests: Sequence[RequestView],
-    invariants: Sequence[InvariantView],
-) -> list[TaskTimeline]:
-    """One timeline per task seen anywhere, including tasks only named by a violation (a lost
-    task has no rows), so every link from the verdict lands somewhere. An id only ever refused
-    (a 404 for a made-up id, a bad request) is not a task and gets none."""
-    by_task = {str(_get(t, "task_id", "taskId")): t for t in tasks}
-    events_of = _group(events, lambda e: _get(e, "task_id", "taskId"))
-    requests_of_task = _group((r for r in requests if r.task_id), lambda r: r.task_id)
-    broken_of = _group(((t, i.number) for i in invariants for t in i.task_ids), lambda pair: pair[0])
-    seen = [i for i, rs in requests_of_task.items() if any(r.outcome == "ok" for r in rs)]
-    ids = [i for i in dict.fromkeys([*broken_of, *seen, *by_task, *events_of]) if i != "None"]
-    return [
-        _timeline(
-            i,
-            by_task.get(i, {}),
-            events_of.get(i, []),
-            requests_of_task.get(i, []),
-            sorted({n for _, n in broken_of.get(i, [])}),
-        )
-        for i in ids
-    ]
-
-
-def _order_and_cap(timelines: list[TaskTimeline]) -> tuple[list[TaskTimeline], int]:
-    """Tasks named by a violation first, then by submit time; at most MAX_TIMELINES are kept,
-    and never fewer than all the broken ones."""
-    ordered = sorted(timelines, key=lambda t: (not t.broken, t.submitted_at or float("inf"), t.task_id))
-    keep = max(MAX_TIMELINES, sum(1 for t in ordered if t.broken))
-    return ordered[:keep], max(0, len(ordered) - keep)
-
-
-def status_counts(timelines: Sequence[TaskTimeline], tasks: Sequence[Mapping[str, Any]]) -> dict[str, int]:
-    """Final statuses: the snapshot's when there is one, else the last status each task showed."""
-    raw = [_get(t, "status") for t in tasks] if tasks else [t.status for t in timelines]
-    statuses = [str(s) if s else "UNKNOWN" for s in raw]
-    counts = {s: statuses.count(s) for s in STATUS_ORDER if s in statuses}
-    counts.update({s: statuses.count(s) for s in statuses if s not in counts})
-    return counts
-
-
-def latencies(timelines: Iterable[TaskTimeline]) -> list[LatencyPoint]:
-    points = [
-        LatencyPoint(t.task_id, t.status or "?", t.submitted_at, t.terminal_at)
-        for t in timelines
-        if t.submitted_at is not None and t.terminal_at is not None
-    ]
-    return sorted(points, key=lambda p: p.submitted_at)
 
 
 def write_snapshot_json(run_dir: Path, snapshot: Snapshot) -> Path:
@@ -748,7 +470,7 @@ def load_faults(run_dir: Path, problems: list[str]) -> list[FaultWindow]:
 def load_queue_samples(run_dir: Path, problems: list[str]) -> list[QueueSample]:
     out = []
     for row in _read_jsonl(run_dir / "queue_depths.jsonl", problems):
-        t, queues = parse_time(_get(row, "t", "time", "wall_time")), row.get("queues")
+        t, queues = parse_time(field_of(row, "t", "time", "wall_time")), row.get("queues")
         if t is not None and isinstance(queues, Mapping):
             out.append(QueueSample(t, {str(k): _as_int(v) for k, v in queues.items()}))
     return sorted(out, key=lambda s: s.t)
@@ -794,10 +516,11 @@ def load_run(run_dir: Path) -> RunReport:
     report.requests = load_requests(run_dir, problems)
     tasks, events = load_snapshot_rows(run_dir, results if isinstance(results, Mapping) else None, problems)
     named = [*report.invariants, *(b for c in report.checks for b in c.broken)]
-    timelines = build_timelines(tasks, events, report.requests, named)
+    pairs = [(task, inv.number) for inv in named for task in inv.task_ids]
+    timelines = build_timelines(tasks, events, report.requests, pairs)
     report.status_counts = status_counts(timelines, tasks)
     report.latencies = latencies(timelines)
-    report.timelines, report.hidden_timelines = _order_and_cap(timelines)
+    report.timelines, report.hidden_timelines = order_and_cap(timelines)
     report.faults = load_faults(run_dir, problems)
     report.queue_samples = load_queue_samples(run_dir, problems)
     report.logs = load_logs(run_dir)

@@ -15,7 +15,8 @@ from harness.history import Operation
 from harness.snapshot import EventRow, Snapshot, TaskRow
 from reports.charts import Series, Shade, TimeAxis, bin_rate, binned_quantile, time_chart, value_ticks
 from reports.html import build_report
-from reports.model import load_run, task_anchor, write_snapshot_json
+from reports.model import load_run, write_snapshot_json
+from reports.timelines import task_anchor
 from tests.report_data import CANCELLED_TASK, FAULT, T0, TASKS, make_run_dir
 
 pytestmark = pytest.mark.unit
