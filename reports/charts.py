@@ -62,6 +62,7 @@ class Series:
     kind: SeriesKind = "line"
     link_prefix: str = ""
     labels: Sequence[str] = ()
+    radius: float = 2.6
 
 
 @dataclass(frozen=True)
@@ -236,8 +237,8 @@ class _Frame:
             t, v = series.points[i]
             label = series.labels[i] if i < len(series.labels) else ""
             circle = (
-                f'<circle cx="{self.axis.x(t):.1f}" cy="{self.y(v):.1f}" r="2.6" fill="{series.color}" '
-                f'fill-opacity="0.75"><title>{escape(label)}</title></circle>'
+                f'<circle cx="{self.axis.x(t):.1f}" cy="{self.y(v):.1f}" r="{series.radius}" '
+                f'fill="{series.color}" fill-opacity="0.75"><title>{escape(label)}</title></circle>'
             )
             if series.link_prefix and label:
                 circle = f'<a href="#{escape(series.link_prefix)}{escape(label.split()[0])}">{circle}</a>'

@@ -135,6 +135,7 @@ def _latency_chart(report: RunReport, axis: TimeAxis, shades: Sequence[Shade]) -
                 kind="dots",
                 link_prefix="task-",
                 labels=[f"{p.task_id} {status} {fmt_duration(p.latency_s)}" for p in chosen],
+                radius=2.6 if status == "COMPLETED" else 4.0,
             )
         )
     p95 = binned_quantile(
