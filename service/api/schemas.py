@@ -7,13 +7,46 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 from pydantic.alias_generators import to_camel
 
 from service.models import Status, TaskType
+
+
+def storable_text(value: Any) -> Any:
+    """Rejects text PostgreSQL cannot store (U+0000, lone surrogates) anywhere in a JSON value.
+
+    Without this the database refuses it mid-transaction and the client gets a 503 ("retry
+    later") for input that will never succeed. Iterative, so a deeply nested body cannot
+    exhaust the stack.
+    """
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            _check_text(item)
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return value
+
+
+def _check_text(text: str) -> None:
+    if "\x00" in text:
+        raise ValueError("text must not contain U+0000 (NUL)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text must be valid Unicode (no lone surrogates)") from None
+
+
+StorableJson = Annotated[Any, AfterValidator(storable_text)]
+StorableText = Annotated[str, AfterValidator(storable_text)]
 
 
 class _Wire(BaseModel):
@@ -26,7 +59,7 @@ class _Request(_Wire):
 
 class TaskSubmit(_Request):
     type: TaskType
-    payload: dict[str, Any]
+    payload: Annotated[dict[str, Any], AfterValidator(storable_text)]
     priority: StrictInt = Field(default=0, ge=0, le=9)
 
 
@@ -84,9 +117,9 @@ class TaskEvents(_Wire):
 
 
 class ExternalEvent(_Request):
-    type: str = Field(min_length=1, max_length=200)
-    key: str = Field(min_length=1, max_length=500)
-    payload: Any = None
+    type: StorableText = Field(min_length=1, max_length=200)
+    key: StorableText = Field(min_length=1, max_length=500)
+    payload: StorableJson = None
 
 
 class Resumed(_Wire):
