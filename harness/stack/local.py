@@ -126,7 +126,10 @@ class LocalStack:
         return self._endpoints
 
     async def _start_servers(self, step: _Step, started: float) -> None:
-        """Start both servers first, then wait for both probes at once: RabbitMQ dominates."""
+        """Start both servers first, then wait for both probes at once: RabbitMQ dominates.
+
+        The schema migration needs only PostgreSQL, so it runs while RabbitMQ still boots.
+        """
         self.log_dir.mkdir(parents=True, exist_ok=True)
         sweep_stale_tmp_dirs()
         self.tmp_dir = Path(tempfile.mkdtemp(prefix=TMP_PREFIX))
@@ -138,11 +141,16 @@ class LocalStack:
         self.postgres.start()
         await asyncio.gather(
             step("rabbitmq", "rabbitmq_ready_s", started, self.rabbit.wait_ready(self.ready_timeout)),
-            step("postgres", "postgres_ready_s", started, self.postgres.wait_ready(self.ready_timeout)),
+            self._postgres_then_migrate(step, started),
         )
 
+    async def _postgres_then_migrate(self, step: _Step, started: float) -> None:
+        assert self.postgres is not None
+        await step("postgres", "postgres_ready_s", started, self.postgres.wait_ready(self.ready_timeout))
+        if self.services:
+            await step("migrate", "migrate_s", time.monotonic(), asyncio.to_thread(self.migrate))
+
     async def _start_services(self, step: _Step, started: float) -> None:
-        await step("migrate", "migrate_s", time.monotonic(), asyncio.to_thread(self.migrate))
         self.api = self._make_api()
         self.relay = ServiceProcess(self._service_process("relay", "ast-relay"))
         self.api.process.start()
