@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from harness.commands.check import check
+from harness.commands.gate import gate
 from harness.commands.report import report
 
 app = typer.Typer(help="Test harness of the AST job service.", no_args_is_help=True, add_completion=False)
@@ -79,6 +80,7 @@ def up(
 
 
 app.command()(check)
+app.command()(gate)
 app.command()(report)
 
 

@@ -102,3 +102,20 @@ def tail(path: Path, max_bytes: int = 32_768) -> str:
     if size > max_bytes and b"\n" in data:
         data = data.split(b"\n", 1)[1]
     return data.decode("utf-8", "replace")
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """Written whole and then renamed, so a reader (the report, CI) never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def point_latest(run_dir: Path) -> None:
+    """Point `<root>/latest` at `run_dir` again: a pytest session started meanwhile may have moved it."""
+    link = run_dir.parent / "latest"
+    tmp = run_dir.parent / f".latest-{run_dir.name}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(run_dir.name)
+    tmp.replace(link)

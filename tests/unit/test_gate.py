@@ -1,0 +1,151 @@
+"""The gate's pure parts: budget shares, JUnit counting and merging, invariants over checks.jsonl."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from harness.gate import (
+    SUITES,
+    CaseCounts,
+    LiveCounts,
+    Suite,
+    SuiteRun,
+    aggregate_checks,
+    allowance,
+    gate_reasons,
+    junit_counts,
+    merge_junit,
+    select_suites,
+    split_budget,
+)
+from harness.store import sanitize_nodeid
+
+pytestmark = pytest.mark.unit
+
+A, B, C = Suite("a", ("x",), weight=1.0), Suite("b", ("y",), weight=2.0), Suite("c", ("z",), weight=1.0)
+
+JUNIT = """<?xml version="1.0" encoding="utf-8"?>
+<testsuites><testsuite name="pytest" errors="1" failures="1" skipped="1" tests="5" time="12.5">
+<testcase classname="t" name="ok1" time="1"/>
+<testcase classname="t" name="ok2" time="1"/>
+<testcase classname="t" name="bad" time="1"><failure message="boom">x</failure></testcase>
+<testcase classname="t" name="teardown" time="1"><error message="failed on teardown">x</error></testcase>
+<testcase classname="t" name="both" time="1"><failure message="a">x</failure><error message="b"/></testcase>
+<testcase classname="t" name="skip" time="0"><skipped message="no"/></testcase>
+</testsuite></testsuites>"""
+
+
+def _junit(tmp_path: Path, name: str, text: str = JUNIT) -> Path:
+    path = tmp_path / f"{name}.xml"
+    path.write_text(text)
+    return path
+
+
+def test_the_budget_is_split_by_weight() -> None:
+    assert split_budget(400, [A, B, C]) == {"a": 100, "b": 200, "c": 100}
+
+
+def test_time_left_over_by_an_early_suite_goes_to_the_later_ones() -> None:
+    assert allowance(400, A, [A, B, C]) == 100
+    assert allowance(350, B, [B, C]) == pytest.approx(350 * 2 / 3)
+    assert allowance(-5, C, [C]) == 0
+
+
+def test_suites_are_selected_by_name_in_gate_order() -> None:
+    assert [s.name for s in select_suites(["checker", "e2e"])] == ["e2e", "checker"]
+    assert select_suites(None) == list(SUITES)
+    with pytest.raises(ValueError, match="nope"):
+        select_suites(["nope"])
+
+
+def test_a_suite_runs_its_paths_with_its_marker() -> None:
+    assert Suite("e2e", ("scenarios/e2e",), "e2e").pytest_args() == ["scenarios/e2e", "-m", "e2e"]
+    assert Suite("checker", ("scenarios/checker",)).pytest_args() == ["scenarios/checker"]
+
+
+def test_a_suite_without_test_modules_is_not_present(tmp_path: Path) -> None:
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "conftest.py").write_text("")
+    suite = Suite("s", ("s",))
+    assert not suite.present(tmp_path)
+    (tmp_path / "s" / "test_x.py").write_text("")
+    assert suite.present(tmp_path)
+
+
+def test_junit_counts_each_case_once_failure_beating_error(tmp_path: Path) -> None:
+    counts = junit_counts(_junit(tmp_path, "e2e"))
+
+    assert counts == CaseCounts(tests=6, passed=2, failed=2, errors=1, skipped=1, time_s=12.5)
+
+
+def test_merged_junit_names_each_suite_and_totals_them(tmp_path: Path) -> None:
+    files = {"e2e": _junit(tmp_path, "e2e"), "checker": _junit(tmp_path, "checker")}
+    files["gone"] = tmp_path / "no.xml"
+
+    root = merge_junit(files).getroot()
+
+    assert [s.get("name") for s in root.iter("testsuite")] == ["e2e", "checker", "gone"]
+    totals = [root.get(k) for k in ("tests", "failures", "errors", "skipped")]
+    assert totals == ["13", "4", "3", "2"]
+    assert root.find("./testsuite[@name='gone']/testcase/error") is not None
+    ET.fromstring(ET.tostring(root))
+
+
+def _check(nodeid: str, broken: list[dict[str, object]] | None = None) -> dict[str, object]:
+    statuses = {str(n): "held" for n in range(1, 12)}
+    for b in broken or []:
+        statuses[str(b["number"])] = str(b["status"])
+    return {"nodeid": nodeid, "valid": "broken" if broken else "held", "invariants": statuses,
+            "broken": broken or [], "counts": {"accepted": 1, "completed": 1}}
+
+
+def test_invariants_aggregate_the_worst_status_and_who_broke_them() -> None:
+    broken = {"number": 2, "name": "once only", "status": "broken", "taskIds": ["t1"], "violations": 1}
+    result = aggregate_checks([_check("a"), _check("b", [broken]), _check("c")])
+
+    assert result["valid"] == "broken"
+    assert result["checked"] == 3
+    assert result["counts"] == {"accepted": 3, "completed": 3}
+    two = result["invariants"][1]
+    assert (two["number"], two["name"], two["status"], two["violationCount"]) == (2, "once only", "broken", 1)
+    assert two["violations"][0]["taskIds"] == ["t1"]
+    assert "b" in two["violations"][0]["message"]
+    assert {i["status"] for i in result["invariants"] if i["number"] != 2} == {"held"}
+
+
+def test_no_checks_is_unknown_not_held() -> None:
+    result = aggregate_checks([])
+    assert result["valid"] == "unknown"
+    assert {i["status"] for i in result["invariants"]} == {"unknown"}
+
+
+def test_the_gate_fails_on_a_failed_suite_or_a_broken_invariant_only() -> None:
+    held = aggregate_checks([_check("a")])
+    broken = aggregate_checks([_check("a", [{"number": 9, "status": "broken", "taskIds": []}])])
+    passed, skipped = SuiteRun(A, "passed"), SuiteRun(B, "skipped")
+
+    assert gate_reasons([passed, skipped], held) == []
+    assert gate_reasons([passed, SuiteRun(C, "timeout", note="over")], held) == ["suite c timeout: over"]
+    assert gate_reasons([passed], broken) == ["invariant 9 (nothing stuck in transit) broken in 1 test(s)"]
+    assert gate_reasons([skipped], held) == ["no suite ran"]
+
+
+def test_live_counts_read_pytest_verbose_lines_as_they_come(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    log.write_text("a.py::t1 PASSED [ 10%]\na.py::t2 FAILED [ 20%]\na.py::t3 SKI")
+    live = LiveCounts().feed(log)
+    assert (live.passed, live.failed, live.skipped) == (1, 1, 0)
+    log.write_text("a.py::t1 PASSED [ 10%]\na.py::t2 FAILED [ 20%]\na.py::t3 SKIPPED\na.py::t2 ERROR\n")
+    assert (live.feed(log).skipped, live.failed) == (1, 2)
+
+
+def test_history_file_names_are_safe_and_unique() -> None:
+    a = sanitize_nodeid("scenarios/e2e/test_x.py::test_y[a/b]")
+    b = sanitize_nodeid("scenarios/e2e/test_x.py::test_y[a_b]")
+    assert a != b
+    assert "/" not in a
+    assert a.startswith("scenarios_e2e_test_x.py__test_y")
+    assert len(sanitize_nodeid("x" * 500)) < 140
