@@ -149,3 +149,16 @@ def test_history_file_names_are_safe_and_unique() -> None:
     assert "/" not in a
     assert a.startswith("scenarios_e2e_test_x.py__test_y")
     assert len(sanitize_nodeid("x" * 500)) < 140
+
+
+def test_check_without_a_target_tells_the_user_to_run_harness_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    monkeypatch.delenv("HARNESS_TARGET", raising=False)
+    result = CliRunner().invoke(app, ["check"], env={"COLUMNS": "200"})
+
+    assert result.exit_code == 2
+    assert "harness up" in result.output
+    assert "--target" in result.output
