@@ -163,6 +163,7 @@ class RabbitNode:
 
     def stop(self, timeout: float = 60.0) -> None:
         """A clean stop via `rabbitmqctl stop`; falls back to SIGTERM/SIGKILL of the beam."""
+        self.server.resume()
         if self.server.is_running:
             with contextlib.suppress(StackError):
                 self.rabbitmqctl("stop", timeout=timeout)

@@ -22,6 +22,7 @@ import asyncpg
 import httpx
 import psutil
 import pytest
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
 from harness.stack.local import TMP_PREFIX, LocalStack, sweep_stale_tmp_dirs
 from harness.stack.processes import ManagedProcess
@@ -100,6 +101,50 @@ async def _until_quorum_accepts(amqp_url: str, timeout: float = 60.0) -> bytes:
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.5)
+
+
+async def test_rabbitmq_clean_restart_keeps_persistent_messages(servers: LocalStack) -> None:
+    rabbit = _rabbit(servers)
+    connection = await aio_pika.connect(servers.endpoints.amqp_url, timeout=10)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue("harness.restart", durable=True, arguments=QUORUM)
+        message = aio_pika.Message(b"kept", delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+        await channel.default_exchange.publish(message, routing_key=queue.name)
+    await asyncio.sleep(2)  # see test_rabbitmq_kill_9_and_restart
+    started = time.monotonic()
+    await asyncio.to_thread(rabbit.restart)
+    await rabbit.wait_ready()
+    print(f"\nrabbitmq clean restart (rabbitmqctl stop + start) to ready: {time.monotonic() - started:.2f}s")
+    connection = await aio_pika.connect(servers.endpoints.amqp_url, timeout=10)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue("harness.restart", durable=True, arguments=QUORUM)
+        got = await _get_with_retry(queue)
+        assert got.body == b"kept"
+        await got.ack()
+
+
+async def _get_with_retry(queue: AbstractQueue, timeout: float = 30.0) -> AbstractIncomingMessage:
+    """A quorum queue answers basic.get only once its leader is elected again."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        message = await queue.get(timeout=5, fail=False)
+        if message is not None:
+            return message
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"nothing in {queue.name} after {timeout}s")
+
+
+async def test_rabbitmq_pause_and_resume(servers: LocalStack) -> None:
+    rabbit = _rabbit(servers)
+    rabbit.pause()
+    try:
+        with pytest.raises((asyncio.TimeoutError, aiormq.exceptions.AMQPError, ConnectionError)):
+            await asyncio.wait_for(aio_pika.connect(servers.endpoints.amqp_url, timeout=2), 3)
+    finally:
+        rabbit.resume()
+    await rabbit.wait_ready(timeout=30)
 
 
 async def test_postgres_fast_restart_keeps_data(servers: LocalStack) -> None:
