@@ -190,6 +190,7 @@ def test_managed_process_supervision(tmp_path: Path) -> None:
     proc.restart_delay = 0.05
     proc.start()
     first = proc.pid
+    assert _wait_for(lambda: proc.log_path.read_text().splitlines().count("up") == 1)
     proc.kill()
     assert _wait_for(lambda: proc.is_running and proc.pid != first), "a killed supervised process comes back"
     assert proc.restart_count == 1
@@ -197,6 +198,7 @@ def test_managed_process_supervision(tmp_path: Path) -> None:
     assert _wait_for(lambda: psutil.Process(proc.pid).status() == psutil.STATUS_STOPPED)
     proc.resume()
     second = proc.pid
+    assert _wait_for(lambda: proc.log_path.read_text().splitlines().count("up") == 2)
     assert proc.stop(timeout=5) == -signal.SIGTERM
     time.sleep(0.3)
     assert not proc.is_running, "stop() is deliberate: no restart"
