@@ -200,14 +200,15 @@ class ManagedProcess:
         self._started_at = time.monotonic()
         with _live_lock:
             _live.add(self)
-        if self.supervise:
-            threading.Thread(
-                target=self._watch, args=(popen,), name=f"supervise-{self.name}", daemon=True
-            ).start()
+        threading.Thread(target=self._watch, args=(popen,), name=f"watch-{self.name}", daemon=True).start()
 
     def _watch(self, popen: subprocess.Popen[bytes]) -> None:
-        """Restart after an exit nobody asked for (supervise=True only)."""
-        popen.wait()
+        """Reap at once (no zombie), note the exit in the log, restart if supervised and unasked."""
+        code = popen.wait()
+        with contextlib.suppress(OSError), open(self.log_path, "ab") as log:
+            log.write(f"=== {time.strftime('%H:%M:%S')} exited {code}\n".encode())
+        if not self.supervise:
+            return
         time.sleep(self._backoff())
         with self._lock:
             if not self._wanted or self._popen is not popen:
