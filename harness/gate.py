@@ -3,8 +3,8 @@
 Suites are data (`SUITES`): adding the drills or the load run is one more `Suite`. Each suite runs
 as a pytest subprocess so a crash, a hang or a leaked server in one cannot take the others down,
 and each gets `HARNESS_RUN_DIR`, so histories, per-test verdicts and logs all land in the gate's
-run directory. The budget is shared out by weight at the moment a suite starts, so time an early
-suite did not use goes to the later ones.
+run directory. The budget is shared out when a suite starts: it may use what is left minus a reserve for the
+suites after it (`allowance`), so time an early suite did not use goes to the later ones.
 
 The pure parts (budget shares, JUnit parsing and merging, the aggregation of checks.jsonl, the
 verdict) are separate from the process handling so they can be unit-tested without servers.
@@ -83,11 +83,16 @@ def select_suites(names: Sequence[str] | None, suites: Sequence[Suite] = SUITES)
     return [s for s in suites if s.name in names]
 
 
+RESERVE = 0.5
+
+
 def allowance(remaining_s: float, suite: Suite, still_to_run: Sequence[Suite]) -> float:
-    """This suite's share of what is left of the budget, by weight among the suites still to run
-    (itself included); unused time of earlier suites is thereby handed on."""
+    """What this suite may use: all that is left, minus a reserve for each later suite of half
+    its weighted share. A slow suite may thus run past its share while the ones after it still
+    get time, and time an early suite did not use goes to the later ones."""
     total = sum(s.weight for s in still_to_run) or 1.0
-    return max(0.0, remaining_s * suite.weight / total)
+    later = sum(s.weight for s in still_to_run if s is not suite)
+    return max(0.0, remaining_s * (1.0 - RESERVE * later / total))
 
 
 def split_budget(budget_s: float, suites: Sequence[Suite]) -> dict[str, float]:

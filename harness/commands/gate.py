@@ -105,11 +105,12 @@ class GateDisplay:
 
     def __init__(self, console: Console) -> None:
         from rich.progress import Progress, SpinnerColumn, TextColumn
+        from rich.table import Column
 
         self.progress: Progress = Progress(
             SpinnerColumn(),
-            TextColumn("[bold]{task.description:<10}"),
-            TextColumn("{task.fields[info]}"),
+            TextColumn("[bold]{task.description}", table_column=Column(width=10, no_wrap=True)),
+            TextColumn("{task.fields[info]}", table_column=Column(no_wrap=True, overflow="ellipsis")),
             console=console,
         )
         self.tasks: dict[str, TaskID] = {}

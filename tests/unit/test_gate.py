@@ -48,9 +48,10 @@ def test_the_budget_is_split_by_weight() -> None:
     assert split_budget(400, [A, B, C]) == {"a": 100, "b": 200, "c": 100}
 
 
-def test_time_left_over_by_an_early_suite_goes_to_the_later_ones() -> None:
-    assert allowance(400, A, [A, B, C]) == 100
-    assert allowance(350, B, [B, C]) == pytest.approx(350 * 2 / 3)
+def test_a_suite_may_use_what_is_left_but_half_the_shares_of_the_later_ones() -> None:
+    assert allowance(400, A, [A, B, C]) == pytest.approx(400 - 0.5 * (200 + 100))
+    assert allowance(300, B, [B, C]) == pytest.approx(300 - 0.5 * 100)
+    assert allowance(120, C, [C]) == 120
     assert allowance(-5, C, [C]) == 0
 
 
