@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -33,8 +34,12 @@ def parse_env_overrides(pairs: list[str]) -> dict[str, str]:
     return overrides
 
 
-def _wait_for_stop_signal() -> int:
-    """Block until SIGINT or SIGTERM; returns the signal number."""
+def _catch_stop_signals() -> Callable[[], int]:
+    """Take over SIGINT/SIGTERM/SIGHUP now; the returned function blocks until one arrives.
+
+    Installed before the export line is printed: a caller may signal as soon as it reads it, and
+    the provider's own handler would then stop everything and die by the signal (exit -15).
+    """
     received: list[int] = []
     done = threading.Event()
 
@@ -44,9 +49,13 @@ def _wait_for_stop_signal() -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, handler)
-    while not done.wait(1.0):
-        pass
-    return received[0]
+
+    def wait() -> int:
+        while not done.wait(1.0):
+            pass
+        return received[0]
+
+    return wait
 
 
 @app.command()
@@ -65,6 +74,7 @@ def up(
     )
     try:
         endpoints = stack.start()
+        wait_for_stop_signal = _catch_stop_signals()
         typer.echo(f"API                 {endpoints.api_url or '(services disabled)'}")
         typer.echo(f"PostgreSQL          {endpoints.postgres_dsn}")
         typer.echo(f"RabbitMQ            {endpoints.amqp_url}")
@@ -72,7 +82,7 @@ def up(
         typer.echo(f"logs                {stack.log_dir}")
         typer.echo(f"ready in {stack.timings['total_s']:.2f}s  {stack.timings}")
         typer.echo(endpoints.export_line(), nl=True)
-        signum = _wait_for_stop_signal()
+        signum = wait_for_stop_signal()
         typer.echo(f"{signal.Signals(signum).name}: stopping", err=True)
     finally:
         stack.stop()
