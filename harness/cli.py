@@ -58,19 +58,45 @@ def _catch_stop_signals() -> Callable[[], int]:
     return wait
 
 
+def _check_provider_or_exit(provider: str) -> None:
+    """A wrong name is a usage error; a provider that cannot work here exits 1 with its one line."""
+    from harness.stack.base import StackError
+    from harness.stack.factory import check_provider, preflight
+
+    try:
+        check_provider(provider)
+    except StackError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--provider") from None
+    try:
+        preflight(provider)
+    except StackError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+
+
 @app.command()
 def up(
     workers: Annotated[int, typer.Option(min=0, help="Number of ast-worker processes.")] = 2,
     env: Annotated[list[str] | None, typer.Option("--env", help="KEY=VALUE for the services.")] = None,
     services: Annotated[bool, typer.Option(help="Start API, relay and workers (else servers only).")] = True,
     run_dir: Annotated[Path | None, typer.Option(help="Run directory (default reports/out/<ts>-up).")] = None,
+    provider: Annotated[
+        str, typer.Option(help="Where RabbitMQ and PostgreSQL run: local processes or docker containers.")
+    ] = "local",
 ) -> None:
-    """Start RabbitMQ, PostgreSQL, the API, N workers and the relay; Ctrl-C stops all."""
-    from harness.stack.local import LocalStack
+    """Start RabbitMQ, PostgreSQL, the API, N workers and the relay; Ctrl-C stops all.
+    \f
+    A provider that cannot work here (no Docker engine) fails before a run dir is made, with one
+    line on stderr; any other failure to start is one StackError message, not a traceback.
+    """
+    from harness.stack.base import StackError
+    from harness.stack.factory import make_embedded
     from harness.stack.rundir import new_run_dir
 
-    stack = LocalStack(
-        run_dir or new_run_dir("up"), workers=workers, services=services, env=parse_env_overrides(env or [])
+    _check_provider_or_exit(provider)
+    overrides = parse_env_overrides(env or [])
+    stack = make_embedded(
+        provider, run_dir=run_dir or new_run_dir("up"), workers=workers, services=services, env=overrides
     )
     try:
         endpoints = stack.start()
@@ -84,6 +110,9 @@ def up(
         typer.echo(endpoints.export_line(), nl=True)
         signum = wait_for_stop_signal()
         typer.echo(f"{signal.Signals(signum).name}: stopping", err=True)
+    except StackError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
     finally:
         stack.stop()
     typer.echo("stopped; nothing left running", err=True)

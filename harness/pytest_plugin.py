@@ -3,7 +3,8 @@ per-test `history` and `invariants` (Jepsen's check after every test), and the A
 
 Loaded for every run (`-p harness.pytest_plugin`), so nothing here may start a server unless
 a test asks for one of these fixtures: unit tests run with no servers at all.
-With HARNESS_TARGET set to a target TOML file, the suites drive that deployment instead.
+With HARNESS_TARGET set to a target TOML file, the suites drive that deployment instead;
+with HARNESS_PROVIDER=docker the embedded stack's RabbitMQ and PostgreSQL run in containers.
 With HARNESS_RUN_DIR set (by `harness gate`), every file goes into that run directory
 (see `harness.store` for the layout) instead of a new `reports/out/<ts>-pytest/`.
 """
@@ -24,7 +25,8 @@ from harness.checker import Expectations
 from harness.history import History
 from harness.live_check import DEFAULT_SETTLE_S, check_deployment
 from harness.stack.base import StackEndpoints, StackProvider
-from harness.stack.local import LocalStack, install_cleanup_handlers
+from harness.stack.factory import DEFAULT_PROVIDER, PROVIDER_ENV, make_embedded
+from harness.stack.local import install_cleanup_handlers
 from harness.stack.readiness import run_sync
 from harness.stack.target import TargetStack
 from harness.store import (
@@ -72,7 +74,8 @@ def stack_run_dir(run_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def stack(request: pytest.FixtureRequest) -> Iterator[StackProvider]:
-    """One deployment for the whole session: HARNESS_TARGET's, or an embedded LocalStack.
+    """One deployment for the whole session: HARNESS_TARGET's, or an embedded stack
+    (a `LocalStack`, or a `DockerStack` with HARNESS_PROVIDER=docker).
 
     A LocalStack is a `LocalStack` (with process handles for fault injection); a target is a
     `TargetStack` (endpoints only). The embedded stack is stopped at session end.
@@ -84,8 +87,12 @@ def stack(request: pytest.FixtureRequest) -> Iterator[StackProvider]:
     else:
         install_cleanup_handlers()
         run_dir: Path = request.getfixturevalue("stack_run_dir")
-        provider = LocalStack(run_dir, workers=2, env=SESSION_ENV, show_progress=False, own_thread=True)
-        request.config.stash[_LOG_DIR] = provider.log_dir
+        name = os.environ.get(PROVIDER_ENV) or DEFAULT_PROVIDER
+        embedded = make_embedded(
+            name, run_dir=run_dir, workers=2, env=SESSION_ENV, show_progress=False, own_thread=True
+        )
+        request.config.stash[_LOG_DIR] = embedded.log_dir
+        provider = embedded
     provider.start()
     try:
         yield provider
