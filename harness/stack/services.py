@@ -155,7 +155,8 @@ class ServiceStack:
 
     async def _start_services(self, step: _Step, started: float) -> None:
         self.api = self._make_api()
-        self.relay = ServiceProcess(self._service_process("relay", "ast-relay"))
+        # Supervised like the workers: a crashed relay or API comes back, as under an orchestrator.
+        self.relay = ServiceProcess(self._service_process("relay", "ast-relay", supervise=True))
         self.api.process.start()
         self.relay.process.start()
         for _ in range(self.worker_count):
@@ -223,7 +224,7 @@ class ServiceStack:
     def _make_api(self) -> ServiceProcess:
         port = free_port()
         extra = {"API_HOST": "127.0.0.1", "API_PORT": str(port), "RELAY_IN_API": "0"}
-        process = self._service_process("api", "ast-api", extra)
+        process = self._service_process("api", "ast-api", extra, supervise=True)
         return ServiceProcess(process, f"http://127.0.0.1:{port}/ready", port)
 
     def _new_worker(self) -> ServiceProcess:

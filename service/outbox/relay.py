@@ -14,13 +14,13 @@ import logging
 from typing import Any
 
 import aio_pika
-import aiormq
 import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 
 from service.broker.topology import EVENTS_EXCHANGE, declare_topology
 from service.config import Settings
 from service.db.pool import create_pool
+from service.driver_errors import TRANSIENT_ERRORS
 
 log = logging.getLogger("ast.relay")
 
@@ -30,15 +30,6 @@ _MARK_SENT = (
     "UPDATE outbox SET sent_at = clock_timestamp(), attempts = attempts + 1 WHERE outbox_id = ANY($1)"
 )
 _MARK_FAILED = "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE outbox_id = $1"
-_TRANSIENT = (
-    OSError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    aiormq.exceptions.AMQPError,
-    aio_pika.exceptions.AMQPException,
-    asyncio.TimeoutError,
-    ConnectionError,
-)
 _MAX_BACKOFF_S = 2.0
 
 
@@ -63,8 +54,11 @@ class OutboxRelay:
                 backoff = 0.1
                 if sent == 0:
                     await self._wait_for_work()
-            except _TRANSIENT as error:
-                log.warning("relay cannot publish, retrying: %s", error, extra={"step": "relay"})
+            except Exception as error:  # noqa: BLE001 - the relay must outlive every failure
+                if isinstance(error, TRANSIENT_ERRORS):
+                    log.warning("relay cannot publish, retrying: %s", error, extra={"step": "relay"})
+                else:
+                    log.exception("relay failed unexpectedly, reconnecting", extra={"step": "relay"})
                 await self._reset()
                 await self._sleep(backoff)
                 backoff = min(_MAX_BACKOFF_S, backoff * 2)

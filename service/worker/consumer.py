@@ -22,20 +22,13 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMess
 from service.broker.topology import DEAD_LETTER_EXCHANGE, JOB_QUEUES, declare_topology
 from service.config import Settings
 from service.db.pool import create_pool
+from service.driver_errors import TRANSIENT_ERRORS
 from service.worker.health import health_app, health_server
 from service.worker.lifecycle import TaskLifecycle
 from service.worker.processor import MessageProcessor
 
 log = logging.getLogger("ast.worker")
-_TRANSIENT = (
-    OSError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    aiormq.exceptions.AMQPError,
-    aio_pika.exceptions.AMQPException,
-    asyncio.TimeoutError,
-    ConnectionError,
-)
+_TRANSIENT = TRANSIENT_ERRORS
 _WATCH_INTERVAL_S = 1.0
 
 
@@ -112,8 +105,13 @@ class Worker:
             try:
                 await self._session()
                 backoff = 0.2
-            except _TRANSIENT as error:
-                log.warning("broker session ended: %s; reconnecting", error, extra={"step": "consume"})
+            except Exception as error:  # noqa: BLE001 - a worker must outlive every failure
+                if isinstance(error, _TRANSIENT):
+                    log.warning("broker session ended: %s; reconnecting", error, extra={"step": "consume"})
+                else:
+                    log.exception(
+                        "broker session failed unexpectedly; reconnecting", extra={"step": "consume"}
+                    )
                 await self._pause(backoff)
                 backoff = min(backoff * 2, 3.0)
             finally:

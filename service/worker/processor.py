@@ -21,6 +21,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from service.broker.topology import JOB_QUEUES, retry_delay_ms
 from service.config import Settings
+from service.driver_errors import DATABASE_ERRORS
 from service.errors import (
     RetryableJobError,
     TaskCancelled,
@@ -42,7 +43,8 @@ from service.worker.middleware import (
 log = logging.getLogger("ast.worker")
 T = TypeVar("T")
 DeadLetter = Callable[[AbstractIncomingMessage, str], Awaitable[None]]
-_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError)
+_DB_ERRORS = DATABASE_ERRORS
+_HAND_BACK_ERRORS: tuple[type[BaseException], ...] = (*DATABASE_ERRORS, asyncio.CancelledError)
 _BUSY_POLL_S = 0.5
 
 
@@ -125,6 +127,11 @@ class MessageProcessor:
                 "database unavailable, message returned to the queue: %s",
                 error,
                 extra={"taskId": str(job.task_id)},
+            )
+            await _settle(message.nack(requeue=True))
+        except Exception:  # noqa: BLE001 - an unsettled message would stall its task until reconnect
+            log.exception(
+                "unexpected failure, message returned to the queue", extra={"taskId": str(job.task_id)}
             )
             await _settle(message.nack(requeue=True))
 
@@ -231,7 +238,7 @@ class MessageProcessor:
     async def _hand_back(self, message: AbstractIncomingMessage, job: JobMessage) -> None:
         try:
             handed = await asyncio.wait_for(self._lifecycle.hand_back(job.task_id, job.message_id), 5)
-        except (*_DB_ERRORS, asyncio.CancelledError):
+        except _HAND_BACK_ERRORS:
             handed = False
         await _settle(message.ack() if handed else message.nack(requeue=True))
         log.info("job handed back on shutdown", extra={"taskId": str(job.task_id), "step": "shutdown"})

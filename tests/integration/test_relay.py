@@ -74,7 +74,8 @@ async def _run_relays(endpoints: StackEndpoints, count: int) -> Counter[str]:
 def test_two_relays_publish_every_row_exactly_once(clean_state: StackEndpoints, stack: StackProvider) -> None:
     if not isinstance(stack, LocalStack):
         pytest.skip("needs the embedded stack's relay process to stand aside")
-    stack.kill_relay()
+    assert stack.relay is not None
+    stack.relay.process.stop()
     try:
         seen = asyncio.run(_run_relays(clean_state, count=2))
     finally:
