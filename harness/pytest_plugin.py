@@ -107,9 +107,23 @@ def endpoints(stack: StackProvider) -> StackEndpoints:
 
 @pytest.fixture
 def clean_state(endpoints: StackEndpoints) -> StackEndpoints:
-    """Start a test from an empty service state: tables truncated, `ast.*` queues purged."""
+    """Start a test from an empty service state: tables truncated, `ast.*` queues purged.
+
+    A target deployment must consent (`[harness] reset_allowed = true` in its file): these suites
+    wipe its data, which must never happen to a deployment someone cares about by accident.
+    """
+    ensure_reset_allowed(endpoints)
     run_sync(_clean(endpoints), own_thread=True)
     return endpoints
+
+
+def ensure_reset_allowed(endpoints: StackEndpoints) -> None:
+    if not endpoints.reset_allowed:
+        pytest.fail(
+            f"the target {endpoints.target_file} does not allow the suites to wipe its tasks and queues; "
+            "if it is a throwaway deployment, add `[harness]` with `reset_allowed = true` to it",
+            pytrace=False,
+        )
 
 
 async def _clean(endpoints: StackEndpoints) -> None:

@@ -33,6 +33,8 @@ class StackEndpoints:
     api_token: str = ""
     toxiproxy_url: str | None = None
     faults_allowed: tuple[str, ...] = field(default_factory=tuple)
+    # Suites wipe tables and queues between tests; only a throwaway deployment may say yes.
+    reset_allowed: bool = False
 
     def export_line(self) -> str:
         """The one shell line `harness up` prints so a user can reach this stack."""
@@ -86,6 +88,8 @@ def render_target_toml(endpoints: StackEndpoints) -> str:
         lines += ["[toxiproxy]", f"url = {_toml_str(endpoints.toxiproxy_url)}"]
     allowed = ", ".join(_toml_str(name) for name in endpoints.faults_allowed)
     lines += ["[faults]", f"allowed = [{allowed}]"]
+    if endpoints.reset_allowed:
+        lines += ["[harness]", "reset_allowed = true  # a throwaway stack: suites may wipe its state"]
     return "\n".join(lines) + "\n"
 
 
@@ -103,6 +107,7 @@ def load_target(path: Path) -> StackEndpoints:
             target_file=path,
             toxiproxy_url=data.get("toxiproxy", {}).get("url"),
             faults_allowed=tuple(str(name) for name in faults.get("allowed", [])),
+            reset_allowed=bool(data.get("harness", {}).get("reset_allowed", False)),
         )
     except (OSError, KeyError, TypeError, tomllib.TOMLDecodeError) as exc:
         raise StackError(f"bad target file {path}: {exc}") from exc

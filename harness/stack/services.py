@@ -256,6 +256,7 @@ class ServiceStack:
             management_url=self.servers.management_url,
             target_file=self.target_file,
             faults_allowed=self.servers.faults,
+            reset_allowed=True,
         )
 
     # ---- handles for chaos drills ---------------------------------------------------------
