@@ -156,6 +156,18 @@ class _Requests:
         return Request("replay", "POST", "/dlq/replay", body=body)
 
 
+def _invoke(history: History, process: str, request: Request) -> Operation:
+    """Records the invocation before the request leaves: a crash mid-call still shows it was sent."""
+    return history.invoke(
+        process,
+        request.f,
+        request.method,
+        request.path,
+        body=request.body,
+        idempotency_key=request.idempotency_key,
+    )
+
+
 class AsyncServiceClient:
     """The async client. `process` names this client in the history (Jepsen's process id)."""
 
@@ -176,14 +188,7 @@ class AsyncServiceClient:
 
     async def call(self, request: Request) -> CallResult:
         """Sends one request and records it; never raises for HTTP or transport failures."""
-        invocation = self.history.invoke(
-            self.process,
-            request.f,
-            request.method,
-            request.path,
-            body=request.body,
-            idempotency_key=request.idempotency_key,
-        )
+        invocation = _invoke(self.history, self.process, request)
         try:
             response = await self._http.request(
                 request.method,
@@ -266,14 +271,7 @@ class ServiceClient:
         self._http = httpx.Client(base_url=base_url, timeout=timeout_s, transport=transport)
 
     def call(self, request: Request) -> CallResult:
-        invocation = self.history.invoke(
-            self.process,
-            request.f,
-            request.method,
-            request.path,
-            body=request.body,
-            idempotency_key=request.idempotency_key,
-        )
+        invocation = _invoke(self.history, self.process, request)
         try:
             response = self._http.request(
                 request.method,
