@@ -17,13 +17,13 @@ _saved: list[tuple[ExampleCounter, Path]] = []
 
 
 @pytest.fixture
-def example_counter(request: pytest.FixtureRequest, stack_run_dir: Path) -> Iterator[ExampleCounter]:
+def example_counter(request: pytest.FixtureRequest, run_dir: Path) -> Iterator[ExampleCounter]:
     """Saved even when the test fails: a failing run's example count is part of its evidence."""
     counter = ExampleCounter(test=request.node.name)
     try:
         yield counter
     finally:
-        _saved.append((counter, counter.save(stack_run_dir)))
+        _saved.append((counter, counter.save(run_dir)))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

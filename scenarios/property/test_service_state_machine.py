@@ -372,9 +372,9 @@ def _show(result: CallResult) -> str:
 
 
 def test_random_programs_end_as_the_model_predicts(
-    clean_state: StackEndpoints, stack_run_dir: Path, example_counter: ExampleCounter
+    clean_state: StackEndpoints, run_dir: Path, example_counter: ExampleCounter
 ) -> None:
-    history_dir = stack_run_dir / "property" / "state-machine"
+    history_dir = run_dir / "property" / "state-machine"
     ServiceMachine.env = MachineEnv(clean_state, history_dir, example_counter)
     try:
         run_state_machine_as_test(
