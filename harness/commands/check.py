@@ -20,14 +20,31 @@ if TYPE_CHECKING:
 
 TARGET_ENV = "HARNESS_TARGET"
 NO_TARGET = (
-    "no deployment to check: pass --target FILE, or start one with `harness up` and run the "
-    "`export ... HARNESS_TARGET=...` line it prints"
+    "no deployment to check: no embedded stack of `harness up` answers; start one with `harness up`, "
+    "or pass --target FILE"
 )
+RUNS_ROOT = Path("reports/out")
+
+
+def running_embedded_target(root: Path = RUNS_ROOT) -> Path | None:
+    """The target file of the newest `harness up` stack whose API still answers, if any."""
+    import httpx
+
+    from harness.stack.base import StackError, load_target
+
+    for candidate in sorted(root.glob("*-up/target.toml"), reverse=True):
+        try:
+            if httpx.get(f"{load_target(candidate).api_url}/health", timeout=1.0).status_code == 200:
+                return candidate
+        except (StackError, httpx.HTTPError):
+            continue
+    return None
 
 
 def resolve_target(target: Path | None) -> Path:
-    """--target, else HARNESS_TARGET; anything else is a usage error, never a silent embedded run."""
+    """--target, else HARNESS_TARGET, else the embedded stack `harness up` is running here."""
     chosen = target or (Path(os.environ[TARGET_ENV]) if os.environ.get(TARGET_ENV) else None)
+    chosen = chosen or running_embedded_target()
     if chosen is None:
         raise typer.BadParameter(NO_TARGET, param_hint="--target")
     if not chosen.is_file():

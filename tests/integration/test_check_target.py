@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -78,11 +79,14 @@ def up_stack(tmp_path: Path) -> Iterator[UpStack]:
     assert [pid for pid in pids if _alive(pid)] == [], "harness up left processes running"
 
 
-def _run_check(target: str, history: Path, run_dir: Path) -> subprocess.CompletedProcess[str]:
-    argv = [str(HARNESS), "check", "--target", target, "--history", str(history), "--run-dir", str(run_dir)]
+def _run_check(
+    target: str | None, history: Path, run_dir: Path, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    chosen = ["--target", target] if target else []
+    argv = [str(HARNESS), "check", *chosen, "--history", str(history), "--run-dir", str(run_dir)]
     env = {**os.environ, "COLUMNS": "200"}
     env.pop("HARNESS_TARGET", None)
-    return subprocess.run(argv, capture_output=True, text=True, timeout=180, env=env)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=180, env=env, cwd=cwd)
 
 
 def _drive(api_url: str, history_file: Path, n: int = 3) -> list[str]:
@@ -118,6 +122,16 @@ def test_check_against_a_stack_from_harness_up(up_stack: UpStack, tmp_path: Path
     results = json.loads((tmp_path / "honest" / "results.json").read_text())
     assert results["valid"] == "held"
     assert results["counts"]["accepted"] == results["counts"]["completed"] == len(task_ids)
+
+    up_runs = tmp_path / "cwd" / "reports" / "out"
+    (up_runs / "20990101-000000-up").mkdir(parents=True)
+    shutil.copy(up_stack.target, up_runs / "20990101-000000-up" / "target.toml")
+    (up_runs / "20990102-000000-up").mkdir()
+    (up_runs / "20990102-000000-up" / "target.toml").write_text(
+        Path(up_stack.target).read_text().replace(up_stack.exports["API_URL"], "http://127.0.0.1:9")
+    )
+    embedded = _run_check(None, history_file, tmp_path / "embedded", cwd=tmp_path / "cwd")
+    assert embedded.returncode == 0, "without --target, check finds the running `harness up` stack"
 
     asyncio.run(_plant_second_result(up_stack.exports["POSTGRES_URL"], task_ids[0]))
     planted = _run_check(up_stack.target, history_file, tmp_path / "planted")

@@ -152,12 +152,15 @@ def test_history_file_names_are_safe_and_unique() -> None:
     assert len(sanitize_nodeid("x" * 500)) < 140
 
 
-def test_check_without_a_target_tells_the_user_to_run_harness_up(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_without_a_target_tells_the_user_to_run_harness_up(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from typer.testing import CliRunner
 
     from harness.cli import app
 
     monkeypatch.delenv("HARNESS_TARGET", raising=False)
+    monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(app, ["check"], env={"COLUMNS": "200"})
 
     assert result.exit_code == 2
