@@ -227,11 +227,11 @@ class ServiceStack:
         process = self._service_process("api", "ast-api", extra, supervise=True)
         return ServiceProcess(process, f"http://127.0.0.1:{port}/ready", port)
 
-    def _new_worker(self) -> ServiceProcess:
+    def _new_worker(self, env: Mapping[str, str] | None = None) -> ServiceProcess:
         name = f"worker-{self._next_worker}"
         self._next_worker += 1
         port = free_port()
-        extra = {"WORKER_ID": name, "WORKER_HEALTH_PORT": str(port)}
+        extra = {**(env or {}), "WORKER_ID": name, "WORKER_HEALTH_PORT": str(port)}
         process = self._service_process(name, "ast-worker", extra, supervise=True)
         self.workers[name] = ServiceProcess(process, f"http://127.0.0.1:{port}/ready", port)
         return self.workers[name]
@@ -261,10 +261,11 @@ class ServiceStack:
 
     # ---- handles for chaos drills ---------------------------------------------------------
 
-    def add_worker(self) -> str:
-        """Start one more worker and wait until it is ready; returns its WORKER_ID."""
+    def add_worker(self, env: Mapping[str, str] | None = None) -> str:
+        """Start one more worker (with `env` on top of the stack's) and wait until it is ready;
+        returns its WORKER_ID."""
         with self._lock:
-            service = self._new_worker()
+            service = self._new_worker(env)
             service.process.start()
         run_sync(self._wait_service(service), own_thread=self.own_thread)
         return service.process.name

@@ -88,3 +88,28 @@ def test_a_bad_setting_stops_the_process_with_one_line_naming_it(
     assert len(lines) == 1, result.stderr
     assert variable in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_one_worker_runs_worker_concurrency_jobs_at_once(api: httpx.Client, local_stack: LocalStack) -> None:
+    regular = list(local_stack.workers)
+    for name in regular:
+        assert local_stack.remove_worker(name) == 0
+    wide = local_stack.add_worker({"WORKER_CONCURRENCY": "3", "RABBIT_PREFETCH": "3"})
+    try:
+        task_ids = [submit(api, {"durationMs": 1500, "steps": 3}) for _ in range(3)]
+        for task_id in task_ids:
+            wait_terminal(api, task_id)
+    finally:
+        assert local_stack.remove_worker(wide) == 0
+        for _ in regular:
+            local_stack.add_worker()
+
+    runs = []
+    for task_id in task_ids:
+        task = api.get(f"/tasks/{task_id}").json()
+        runs.append((task["startedAt"], task["completedAt"]))
+        events = api.get(f"/tasks/{task_id}/events").json()["items"]
+        assert {e["workerId"] for e in events if e["workerId"]} == {wide}
+    latest_start = max(start for start, _ in runs)
+    earliest_end = min(end for _, end in runs)
+    assert latest_start < earliest_end, f"the three jobs ran one after another: {runs}"
