@@ -394,7 +394,9 @@ async def test_post_events_resumes_matching_waiting_tasks_only(
     assert response.json() == {"resumed": 2}
     async with db.acquire() as conn:
         rows = await conn.fetch("SELECT * FROM tasks WHERE task_id = ANY($1)", resumed)
-        jobs = await conn.fetchval("SELECT count(*) FROM outbox WHERE task_id = ANY($1)", resumed)
+        jobs = await conn.fetchval(
+            "SELECT count(*) FROM outbox WHERE task_id = ANY($1) AND exchange = 'ast.jobs.x'", resumed
+        )
         still = await conn.fetchval("SELECT status FROM tasks WHERE task_id = $1", other)
     assert jobs == 2
     assert still == "WAITING_FOR_EVENT"
