@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import fcntl
 import logging
 import os
@@ -377,6 +378,9 @@ class _GitClone:
         return RetryableJobError(f"git failed: {detail}", code="CLONE_FAILED")
 
 
+_PR_SET_PDEATHSIG = 1
+
+
 async def _spawn(args: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:
     try:
         return await asyncio.create_subprocess_exec(
@@ -387,9 +391,17 @@ async def _spawn(args: list[str], env: dict[str, str]) -> asyncio.subprocess.Pro
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
     except OSError as error:
         raise RetryableJobError(f"cannot run git: {error.strerror}", code="STORAGE") from None
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: a SIGKILLed worker takes its git with it (its own session would
+    otherwise keep it writing into a clone directory the next start removes)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _kill_group(process: asyncio.subprocess.Process) -> None:
