@@ -27,7 +27,15 @@ from pytest_benchmark.fixture import BenchmarkFixture
 
 from harness.stack.local import LocalStack
 from scenarios.e2e.helpers import dlq_task_ids, sql, submit, wait_terminal
-from scenarios.fixtures.repos import LargeRepo, SampleRepo, build_sample_repo, generate_large_repo, git
+from scenarios.fixtures.repos import (
+    UTIL_CHANGE_FILES,
+    UTIL_CHANGE_SYMBOLS,
+    LargeRepo,
+    SampleRepo,
+    build_sample_repo,
+    generate_large_repo,
+    git,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -176,25 +184,8 @@ def test_impact_of_a_change_is_exactly_what_it_reaches(api: httpx.Client, sample
     assert result["commitSha"] == repository["result"]["commitSha"]
     assert result["artifactSha256"] == repository["result"]["artifact"]["sha256"]
     assert result["unknownFiles"] == ["gone.py"]
-    assert [(f["file"], f["distance"]) for f in result["files"]] == [
-        ("app/util.py", 0),
-        ("app/models.py", 1),
-        ("app/service.py", 1),
-        ("app/cli.py", 2),
-    ]
-    assert [(s["id"], s["distance"]) for s in result["symbols"]] == [
-        ("app/util.py::Base", 0),
-        ("app/util.py::Base.greet", 0),
-        ("app/util.py::RATE", 0),
-        ("app/util.py::VERSION", 0),
-        ("app/util.py::helper", 0),
-        ("app/models.py::User", 1),
-        ("app/models.py::User.name", 1),
-        ("app/models.py::User.score", 1),
-        ("app/service.py::compute", 1),
-        ("app/service.py::make_user", 2),
-        ("app/cli.py::main", 3),
-    ]
+    assert [(f["file"], f["distance"]) for f in result["files"]] == UTIL_CHANGE_FILES
+    assert [(s["id"], s["distance"]) for s in result["symbols"]] == UTIL_CHANGE_SYMBOLS
     main = next(s for s in result["symbols"] if s["id"] == "app/cli.py::main")
     assert main["path"] == [
         "app/util.py::Base",

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from scenarios.fixtures.repos import build_sample_repo
+from scenarios.fixtures.repos import UTIL_CHANGE_FILES, UTIL_CHANGE_SYMBOLS, build_sample_repo
 from service.graph.builder import build_graph
 from service.graph.impact import analyse_impact
 from service.graph.model import RepositoryGraph
@@ -30,25 +30,8 @@ def _symbols(report: dict[str, Any]) -> list[tuple[str, int]]:
 
 def test_change_in_python_core_reaches_its_dependents_in_order(graph: RepositoryGraph) -> None:
     report = analyse_impact(graph, ["app/util.py"])
-    assert _files(report) == [
-        ("app/util.py", 0),
-        ("app/models.py", 1),
-        ("app/service.py", 1),
-        ("app/cli.py", 2),
-    ]
-    assert _symbols(report) == [
-        ("app/util.py::Base", 0),
-        ("app/util.py::Base.greet", 0),
-        ("app/util.py::RATE", 0),
-        ("app/util.py::VERSION", 0),
-        ("app/util.py::helper", 0),
-        ("app/models.py::User", 1),
-        ("app/models.py::User.name", 1),
-        ("app/models.py::User.score", 1),
-        ("app/service.py::compute", 1),
-        ("app/service.py::make_user", 2),
-        ("app/cli.py::main", 3),
-    ]
+    assert _files(report) == UTIL_CHANGE_FILES
+    assert _symbols(report) == UTIL_CHANGE_SYMBOLS
     assert report["counts"] == {"files": 4, "symbols": 11}
 
 
