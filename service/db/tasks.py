@@ -66,29 +66,28 @@ async def insert_task(conn: Conn, new: NewTask) -> Row | None:
     return row
 
 
-async def enqueue_job(conn: Conn, task: Row, *, retry_count: int | None = None) -> None:
-    """Writes the job message to the outbox; the relay publishes it after this transaction commits."""
-    queue = JOB_QUEUES[TaskType(task["type"])]
-    body = {
-        "taskId": str(task["task_id"]),
-        "type": task["type"],
-        "payload": task["payload"],
-        "traceId": task["trace_id"],
-        "retryCount": task["retry_count"] if retry_count is None else retry_count,
-    }
-    await _insert_outbox(conn, JOBS_EXCHANGE, queue.routing_key, body, task, priority=task["priority"])
-
-
-async def enqueue_retry(conn: Conn, task: Row, retry_queue: str) -> None:
-    """The retry waits in `retry_queue` (default exchange), whose TTL dead-letters it back to work."""
-    body = {
+def job_body(task: Row) -> dict[str, Any]:
+    """The contract's job message: what the worker needs, and nothing of the task's state."""
+    return {
         "taskId": str(task["task_id"]),
         "type": task["type"],
         "payload": task["payload"],
         "traceId": task["trace_id"],
         "retryCount": task["retry_count"],
     }
-    await _insert_outbox(conn, "", retry_queue, body, task, priority=task["priority"])
+
+
+async def enqueue_job(conn: Conn, task: Row) -> None:
+    """Writes the job message to the outbox; the relay publishes it after this transaction commits."""
+    queue = JOB_QUEUES[TaskType(task["type"])]
+    await _insert_outbox(
+        conn, JOBS_EXCHANGE, queue.routing_key, job_body(task), task, priority=task["priority"]
+    )
+
+
+async def enqueue_retry(conn: Conn, task: Row, retry_queue: str) -> None:
+    """The retry waits in `retry_queue` (default exchange), whose TTL dead-letters it back to work."""
+    await _insert_outbox(conn, "", retry_queue, job_body(task), task, priority=task["priority"])
 
 
 async def enqueue_event(conn: Conn, task: Row, name: str) -> None:

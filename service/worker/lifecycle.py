@@ -112,14 +112,12 @@ class TaskLifecycle:
             return None if value is None else str(value)
 
     async def report(self, task_id: uuid.UUID, progress: int | None, state: str | None) -> bool:
-        """Records progress and extends the lease; False when the task is no longer ours to run."""
+        """Records progress; False when the task is no longer ours to run. (The lease is the
+        heartbeat's job, which runs beside every job at least once a second.)"""
         async with self._pool.acquire() as conn, conn.transaction():
             task = await self._owned(conn, task_id)
             if task is None:
                 return False
-            await conn.execute(
-                "UPDATE tasks SET lease_until = $2 WHERE task_id = $1", task_id, await self._lease_end(conn)
-            )
             await db.report_progress(conn, task, progress=progress, state=state, worker_id=self.worker_id)
             return True
 
