@@ -458,15 +458,15 @@ async def wait_until_settled(
     wait is the checker's question (invariant 1), not this one's.
     """
     start = time.monotonic()
-    reasons: list[str] = []
     while True:
         light = await take_snapshot(
             postgres_dsn, management_url, vhost=vhost, amqp_url=amqp_url, peek_dlq=False
         )
-        reasons = unsettled_reasons(light, still_running=still_running)
-        if not reasons or time.monotonic() - start >= timeout_s:
-            break
+        timed_out = time.monotonic() - start >= timeout_s
+        if timed_out or not unsettled_reasons(light, still_running=still_running):
+            # The full snapshot must agree too: queue depths it reads may trail the light one.
+            final = await take_snapshot(postgres_dsn, management_url, vhost=vhost, amqp_url=amqp_url)
+            reasons = unsettled_reasons(final, still_running=still_running)
+            if timed_out or not reasons:
+                return Settled(final, not reasons, time.monotonic() - start, tuple(reasons))
         await asyncio.sleep(poll_s)
-    final = await take_snapshot(postgres_dsn, management_url, vhost=vhost, amqp_url=amqp_url)
-    reasons = unsettled_reasons(final, still_running=still_running)
-    return Settled(final, not reasons, time.monotonic() - start, tuple(reasons))

@@ -97,6 +97,8 @@ class RabbitNode:
                 f"management.tcp.port = {self.ports.management}",
                 "default_user = guest",
                 "default_pass = guest",
+                # Queue depths in the management API (read by the checker) trail by this much.
+                "collect_statistics_interval = 500",
                 "log.console = true",
                 "log.console.level = info",
                 "log.file = false",
