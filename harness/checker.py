@@ -20,23 +20,19 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from harness.history import History, Operation, body_digest
-from harness.snapshot import UNSETTLED, EventRow, QueueMessage, Snapshot, TaskRow
+from harness.state import (
+    INITIAL_STATUS,
+    LEGAL_MOVES,
+    TERMINAL,
+    UNSETTLED,
+    EventRow,
+    QueueMessage,
+    Snapshot,
+    TaskRow,
+)
 
 Status = Literal["held", "broken", "unknown"]
 
-TERMINAL: frozenset[str] = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
-LEGAL_MOVES: dict[str, frozenset[str]] = {
-    "PENDING": frozenset({"IN_PROGRESS", "CANCELLED", "FAILED"}),
-    "IN_PROGRESS": frozenset(
-        {"IN_PROGRESS", "PENDING", "RETRYING", "WAITING_FOR_EVENT", "COMPLETED", "FAILED", "CANCELLED"}
-    ),
-    "RETRYING": frozenset({"IN_PROGRESS", "CANCELLED", "FAILED"}),
-    "WAITING_FOR_EVENT": frozenset({"PENDING", "CANCELLED"}),
-    "COMPLETED": frozenset(),
-    "FAILED": frozenset(),
-    "CANCELLED": frozenset(),
-}
-INITIAL_STATUS = "PENDING"
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from harness.checker import Status, check_all, merge_valid
 from harness.history import History
-from harness.snapshot import Snapshot
+from harness.state import Snapshot
 from harness.store import RUN_DIR_ENV, SUITE_ENV
 
 SuiteStatus = Literal["passed", "failed", "timeout", "skipped"]

@@ -7,21 +7,16 @@ fixture, `harness check` and the gate all judge a deployment the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
 
 from harness.checker import Expectations, Verdict, check_all
 from harness.history import History
-from harness.snapshot import Settled, wait_until_settled
+from harness.observe.rabbitmq import vhost_of
+from harness.observe.settle import wait_until_settled
 from harness.stack.base import StackEndpoints
+from harness.state import Settled
 
 DEFAULT_SETTLE_S = 30.0
 _ANY_WAITING = Expectations()
-
-
-def vhost_of(amqp_url: str) -> str:
-    """The AMQP URL's vhost, as the management API names it: an empty path is the default `/`."""
-    path = urlsplit(amqp_url).path
-    return unquote(path[1:]) if len(path) > 1 else "/"
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,10 @@ With HARNESS_RUN_DIR set (by `harness gate`), every file goes into that run dire
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Generator, Iterator
 from pathlib import Path
-from urllib.parse import quote, urlsplit
 
-import asyncpg
-import httpx
 import pytest
 
 from harness.checker import Expectations
@@ -28,6 +24,7 @@ from harness.stack.base import StackEndpoints, StackProvider
 from harness.stack.factory import DEFAULT_PROVIDER, PROVIDER_ENV, make_embedded
 from harness.stack.local import install_cleanup_handlers
 from harness.stack.readiness import run_sync
+from harness.stack.reset import reset_service_state
 from harness.stack.target import TargetStack
 from harness.store import (
     RUN_DIR_ENV,
@@ -48,8 +45,6 @@ SESSION_ENV = {
     "ALLOW_LOCAL_REPOS": "1",
     "MAX_RETRIES": "3",
 }
-SERVICE_TABLES = "tasks, task_events, task_results, outbox, inbox"
-QUEUE_PREFIX = "ast."
 LEAVES_WAITING = "leaves_waiting"
 _LOG_DIR = pytest.StashKey[Path]()
 _HISTORY_PATH = pytest.StashKey[Path]()
@@ -113,7 +108,7 @@ def clean_state(endpoints: StackEndpoints) -> StackEndpoints:
     wipe its data, which must never happen to a deployment someone cares about by accident.
     """
     ensure_reset_allowed(endpoints)
-    run_sync(_clean(endpoints), own_thread=True)
+    run_sync(reset_service_state(endpoints), own_thread=True)
     return endpoints
 
 
@@ -124,45 +119,6 @@ def ensure_reset_allowed(endpoints: StackEndpoints) -> None:
             "if it is a throwaway deployment, add `[harness]` with `reset_allowed = true` to it",
             pytrace=False,
         )
-
-
-async def _clean(endpoints: StackEndpoints) -> None:
-    await asyncio.gather(
-        truncate_service_tables(endpoints.postgres_dsn), purge_ast_queues(endpoints.management_url)
-    )
-
-
-async def truncate_service_tables(dsn: str) -> None:
-    """TRUNCATE the service tables; a schema not migrated yet is nothing to clean."""
-    connection = await asyncpg.connect(dsn, timeout=10)
-    try:
-        await connection.execute(f"TRUNCATE {SERVICE_TABLES} RESTART IDENTITY CASCADE")
-    except asyncpg.UndefinedTableError:
-        pass
-    finally:
-        await connection.close()
-
-
-def management_client(management_url: str) -> httpx.AsyncClient:
-    """An HTTP client for the management API, with the URL's credentials as basic auth."""
-    parts = urlsplit(management_url)
-    auth = (parts.username or "guest", parts.password or "guest")
-    base = f"{parts.scheme}://{parts.hostname}:{parts.port}{parts.path.rstrip('/')}/api"
-    return httpx.AsyncClient(base_url=base, auth=auth, timeout=10)
-
-
-async def purge_ast_queues(management_url: str) -> list[str]:
-    """Purge every queue whose name starts with `ast.`; returns the names purged."""
-    async with management_client(management_url) as client:
-        response = await client.get("/queues", params={"columns": "name,vhost"})
-        response.raise_for_status()
-        purged = []
-        for queue in response.json():
-            if queue["name"].startswith(QUEUE_PREFIX):
-                path = f"/queues/{quote(queue['vhost'], safe='')}/{quote(queue['name'], safe='')}/contents"
-                (await client.delete(path)).raise_for_status()
-                purged.append(queue["name"])
-        return purged
 
 
 # --- the history of one test and the invariants after it ----------------------------------------

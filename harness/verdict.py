@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.checker import InvariantResult, Verdict
-from harness.snapshot import Settled, Snapshot
+from harness.state import Settled, Snapshot
 
 STYLES = {"held": "green", "broken": "bold red", "unknown": "yellow"}
 MAX_VIOLATIONS_JSON = 200

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harness.history import load_history
-from harness.snapshot import Snapshot
+from harness.state import Snapshot
 from reports.timelines import (
     LatencyPoint,
     RequestView,

@@ -21,8 +21,9 @@ import pytest
 
 from harness.checker import Expectations, Verdict, check_all
 from harness.history import History, Operation
-from harness.snapshot import DLQ, take_snapshot
+from harness.observe.settle import take_snapshot
 from harness.stack.base import StackEndpoints
+from harness.state import DLQ
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

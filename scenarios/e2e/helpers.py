@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
 
 import asyncpg
 import httpx
+
+from harness.observe.rabbitmq import Management
+from harness.state import DLQ, QueueMessage
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 
@@ -78,15 +79,9 @@ def sql(dsn: str, query: str, *args: Any) -> list[asyncpg.Record]:
 
 def dlq_task_ids(management_url: str) -> list[str]:
     """TaskIds of the messages in ast.jobs.dlq, read without consuming them."""
-    base = management_url.rstrip("/")
-    url = f"{base}/api/queues/{quote('/', safe='')}/ast.jobs.dlq/get"
-    body = {"count": 1000, "ackmode": "ack_requeue_true", "encoding": "auto"}
-    response = httpx.post(url, json=body, timeout=10)
-    response.raise_for_status()
-    ids = []
-    for message in response.json():
-        try:
-            ids.append(str(json.loads(message["payload"])["taskId"]))
-        except (ValueError, KeyError):
-            continue
-    return ids
+
+    async def peek() -> tuple[QueueMessage, ...]:
+        async with Management(management_url) as management:
+            return await management.peek(DLQ, 1000)
+
+    return [m.task_id for m in asyncio.run(peek()) if m.task_id]

@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from harness.pytest_plugin import management_client
+from harness.observe.rabbitmq import Management
 from harness.stack.local import LocalStack
 from harness.stack.readiness import run_sync
 from scenarios.e2e.helpers import sql, submit, wait_terminal
@@ -17,10 +17,9 @@ WORK_QUEUES = ("ast.initialize.repo.q", "ast.initialize.impact.q", "ast.simulate
 
 
 async def _consumers(management_url: str) -> dict[str, int]:
-    async with management_client(management_url) as client:
-        response = await client.get("/queues", params={"columns": "name,consumers"})
-        response.raise_for_status()
-        return {q["name"]: q.get("consumers", 0) for q in response.json() if q["name"] in WORK_QUEUES}
+    async with Management(management_url) as management:
+        counts = await management.consumers()
+    return {name: n for name, n in counts.items() if name in WORK_QUEUES}
 
 
 def _wait_consumers(local_stack: LocalStack, expected: int, timeout: float = 60) -> dict[str, int]:

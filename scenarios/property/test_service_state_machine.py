@@ -37,10 +37,11 @@ from hypothesis.stateful import (
 from harness.checker import Expectations, Verdict, check_all
 from harness.client import CallResult, ServiceClient
 from harness.history import History
-from harness.pytest_plugin import purge_ast_queues, truncate_service_tables
-from harness.snapshot import Snapshot, wait_until_settled
+from harness.observe.settle import wait_until_settled
 from harness.stack.base import StackEndpoints
 from harness.stack.readiness import run_sync
+from harness.stack.reset import reset_service_state
+from harness.state import Snapshot
 from scenarios.e2e.helpers import dlq_task_ids
 from scenarios.property.limits import STATE_MACHINE_EXAMPLES, STATE_MACHINE_STEPS
 from scenarios.property.model import (
@@ -310,8 +311,7 @@ class ServiceMachine(RuleBasedStateMachine):
 
 
 async def _clean(endpoints: StackEndpoints) -> None:
-    await truncate_service_tables(endpoints.postgres_dsn)
-    await purge_ast_queues(endpoints.management_url)
+    await reset_service_state(endpoints)
 
 
 def replay_origins(dsn: str, new_ids: list[str]) -> dict[str, str]:

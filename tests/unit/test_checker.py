@@ -17,7 +17,7 @@ from harness.checker import (
     merge_valid,
 )
 from harness.history import History, Operation, body_digest
-from harness.snapshot import EventRow, OutboxRow, QueueDepth, QueueMessage, ResultRow, Snapshot, TaskRow
+from harness.state import EventRow, OutboxRow, QueueDepth, QueueMessage, ResultRow, Snapshot, TaskRow
 
 pytestmark = pytest.mark.unit
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.history import Operation
-from harness.snapshot import EventRow, Snapshot, TaskRow
+from harness.state import EventRow, Snapshot, TaskRow
 from reports.charts import Series, Shade, TimeAxis, bin_rate, binned_quantile, time_chart, value_ticks
 from reports.html import build_report
 from reports.model import load_run, write_snapshot_json
