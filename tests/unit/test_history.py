@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
-from harness.client import AsyncServiceClient, ServiceClient
+from harness.client import ServiceClient
 from harness.history import History, body_digest, load_history
 
 pytestmark = pytest.mark.unit
@@ -82,19 +82,24 @@ def answer(request: httpx.Request) -> httpx.Response:
     raise httpx.ConnectError("reset by peer", request=request)
 
 
-async def test_async_client_records_ok_fail_and_unknown() -> None:
+def test_client_records_ok_fail_and_unknown_from_concurrent_calls() -> None:
     history = History()
-    client = AsyncServiceClient("http://api", history, token="s3cret", transport=httpx.MockTransport(answer))
-    async with client:
-        results = await asyncio.gather(
-            client.submit("simulate", {"steps": 1}, idempotency_key="k1"),
-            client.submit("nope", {}),
-            client.queues(),
-            client.get("t1"),
-        )
+    with (
+        ServiceClient("http://api", history, token="s3cret", transport=httpx.MockTransport(answer)) as client,
+        ThreadPoolExecutor(4) as pool,
+    ):
+        calls = [
+            pool.submit(client.submit, "simulate", {"steps": 1}, idempotency_key="k1"),
+            pool.submit(client.submit, "nope", {}),
+            pool.submit(client.queues),
+            pool.submit(client.get, "t1"),
+        ]
+        results = [call.result() for call in calls]
     assert [r.outcome for r in results] == ["ok", "fail", "info", "info"]
     assert results[0].task_id == "t1"
     assert results[1].op.error == "VALIDATION"
+    assert results[2].status_code == 503
+    assert results[3].status_code is None
     assert results[3].op.error is not None
     assert "ConnectError" in results[3].op.error
     assert len(history) == 8
@@ -104,7 +109,7 @@ async def test_async_client_records_ok_fail_and_unknown() -> None:
     assert submit.body_digest == body_digest({"type": "simulate", "payload": {"steps": 1}})
 
 
-def test_sync_client_records_like_the_async_one() -> None:
+def test_client_sends_the_priority_and_records_in_call_order() -> None:
     history = History()
     with ServiceClient(
         "http://api", history, token="s3cret", transport=httpx.MockTransport(answer)
@@ -112,3 +117,5 @@ def test_sync_client_records_like_the_async_one() -> None:
         assert client.submit("simulate", {"steps": 1}, priority=5).ok
         assert client.queues().outcome == "info"
     assert [op.type for op in history] == ["invoke", "ok", "invoke", "info"]
+    sent = {"type": "simulate", "payload": {"steps": 1}, "priority": 5}
+    assert history.ops[0].body_digest == body_digest(sent)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from harness.client import AsyncRecordingTransport, RecordingTransport, ServiceClient, derive_f
+from harness.client import RecordingTransport, ServiceClient, derive_f
 from harness.history import History
 
 pytestmark = pytest.mark.unit
@@ -106,14 +106,3 @@ def test_a_non_json_body_still_gets_a_digest() -> None:
         api.post("/tasks", content=b'{"type": ', headers={"content-type": "application/json"})
 
     assert history.ops[0].body_digest is not None
-
-
-async def test_the_async_twin_records_the_same() -> None:
-    history = History()
-    transport = AsyncRecordingTransport(httpx.MockTransport(_service), history, process="a")
-    async with httpx.AsyncClient(base_url="http://api", transport=transport) as api:
-        await api.post("/tasks", json={"type": "simulate", "payload": {}})
-        with pytest.raises(httpx.ConnectError):
-            await api.get("/health")
-
-    assert [(op.type, op.f) for op in history.completions()] == [("ok", "submit"), ("info", "health")]
