@@ -6,6 +6,10 @@ Each call is two operations: an `invoke` written before the request leaves, and 
 must treat it so. Operations are appended to `history.jsonl` one JSON object per line as they
 happen, so a run killed half way still leaves a readable history.
 
+A nemesis records its faults here too, as Jepsen does: `fault_start` is an invocation (process
+`nemesis`, `f` "fault", `path` the fault's name) and `fault_end` its completion when the fault is
+healed (`ok`) or when whether it healed is unknown (`info`). Fault windows are read off these.
+
 Recording is guarded by a `threading.Lock` that is never held across an `await`, so one History
 can be shared by threads (Locust) and asyncio tasks alike.
 """
@@ -46,6 +50,18 @@ _FIELDS = (
 def canonical_json(body: Any) -> str:
     """Sorted keys, no spaces: two equal bodies give the same text, hence the same digest."""
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+NEMESIS = "nemesis"
+FAULT = "fault"
+
+
+def request_summary(f: str, body: Any) -> Any:
+    """What an invocation keeps of its body besides the digest: a submit's task type, which
+    invariant 12 compares with the type a client later reads."""
+    if f == "submit" and isinstance(body, dict) and isinstance(body.get("type"), str):
+        return {"type": body["type"]}
+    return None
 
 
 def body_digest(body: Any) -> str | None:
@@ -129,8 +145,19 @@ class History:
             path=path,
             body_digest=body_digest(body),
             idempotency_key=idempotency_key,
+            value=request_summary(f, body),
         )
         return self._append(op)
+
+    def fault_start(self, name: str, **details: Any) -> Operation:
+        """A nemesis begins fault `name` (details: its target, parameters); returns the invocation."""
+        op = Operation(0, NEMESIS, "invoke", FAULT, method="FAULT", path=name, value=details)
+        return self._append(op)
+
+    def fault_end(self, start: Operation, *, healed: bool = True, **details: Any) -> Operation:
+        """The fault begun by `start` is over: healed (`ok`), or its end is unknown (`info`)."""
+        value = {**(start.value or {}), **details}
+        return self.complete(start, "ok" if healed else "info", value=value)
 
     def complete(
         self,
