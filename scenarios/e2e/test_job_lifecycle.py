@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -27,7 +29,7 @@ def test_success_reports_progress_and_stores_one_result(api: httpx.Client, dsn: 
     assert progress == [33, 66, 100]
     rows = sql(dsn, "SELECT result FROM task_results WHERE task_id = $1::uuid", task_id)
     assert len(rows) == 1
-    assert rows[0]["result"] == task["result"] or rows[0]["result"]
+    assert json.loads(rows[0]["result"]) == task["result"], "the stored result is the one the API returns"
     versions = sql(dsn, "SELECT version FROM task_events WHERE task_id = $1::uuid ORDER BY event_id", task_id)
     assert [r["version"] for r in versions] == sorted({r["version"] for r in versions})
 
