@@ -89,9 +89,9 @@ def up(
     A provider that cannot work here (no Docker engine) fails before a run dir is made, with one
     line on stderr; any other failure to start is one StackError message, not a traceback.
     """
+    from harness.record import new_run_dir
     from harness.stack.base import StackError
     from harness.stack.factory import make_embedded
-    from harness.stack.rundir import new_run_dir
 
     _check_provider_or_exit(provider)
     overrides = parse_env_overrides(env or [])

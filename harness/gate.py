@@ -22,25 +22,28 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
 
-from harness.checker import Status, check_all, merge_valid
-from harness.history import History
-from harness.state import Snapshot
-from harness.store import RUN_DIR_ENV, SUITE_ENV
-
-SuiteStatus = Literal["passed", "failed", "timeout", "skipped"]
+from harness.record import RUN_DIR_ENV, SUITE_ENV
+from harness.record.records import (
+    CheckRecord,
+    RunResults,
+    SuiteResult,
+    SuiteStatus,
+    TestTotals,
+    VerdictRecord,
+    merge_checks,
+)
 
 
 @dataclass(frozen=True)
 class Suite:
     """One pytest suite of the gate: the paths (and marker) it runs, and its weight in the budget.
 
-    A suite whose paths hold no test module yet (drills and load before they exist) is skipped,
-    not failed: the gate runs "the suites that exist".
+    The gate runs by default the suites that exist (`default_suites`); a suite asked for by name
+    that holds no test fails the gate: a gate must fail for missing work.
     """
 
     name: str
@@ -72,10 +75,17 @@ SUITES: tuple[Suite, ...] = (
 )
 
 
-def select_suites(names: Sequence[str] | None, suites: Sequence[Suite] = SUITES) -> list[Suite]:
-    """The named suites in the gate's order, or all; an unknown name is an error, never ignored."""
+def default_suites(root: Path, suites: Sequence[Suite] = SUITES) -> list[Suite]:
+    """The suites that hold tests in this checkout: what the gate runs when none is named."""
+    return [s for s in suites if s.present(root)]
+
+
+def select_suites(
+    names: Sequence[str] | None, root: Path, suites: Sequence[Suite] = SUITES
+) -> list[Suite]:
+    """The named suites in the gate's order, or the default ones; an unknown name is an error."""
     if not names:
-        return list(suites)
+        return default_suites(root, suites)
     known = {s.name: s for s in suites}
     unknown = [n for n in names if n not in known]
     if unknown:
@@ -189,55 +199,6 @@ def _suites_of(name: str, path: Path) -> list[ET.Element]:
     return [broken]
 
 
-# --- invariants aggregated over checks.jsonl ------------------------------------------------------
-
-
-def invariant_names() -> dict[int, str]:
-    """The checker's own names, read off a check of nothing, so they are never copied here."""
-    return {r.number: r.name for r in check_all(History(), Snapshot()).results}
-
-
-def _violation(record: Mapping[str, Any], broken: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "taskIds": list(broken.get("taskIds", [])),
-        "message": f"{broken['status']} in {record['nodeid']}",
-        "evidence": {"test": record["nodeid"], "note": broken.get("note", "")},
-    }
-
-
-def _invariant_row(
-    number: int, name: str, statuses: list[Status], found: list[dict[str, Any]]
-) -> dict[str, Any]:
-    return {
-        "number": number,
-        "name": name,
-        "status": merge_valid(statuses) if statuses else "unknown",
-        "note": "" if statuses else "no test checked it",
-        "violationCount": len(found),
-        "violations": found,
-    }
-
-
-def aggregate_checks(checks: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """The run's invariant verdict from every test's: per invariant, the worst status and the tests
-    and taskIds that broke it; counts summed. The shape is results.json's (harness.verdict)."""
-    names = invariant_names()
-    statuses: dict[int, list[Status]] = defaultdict(list)
-    violations: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    counts: dict[str, int] = defaultdict(int)
-    records = list(checks)
-    for record in records:
-        for number, status in (record.get("invariants") or {}).items():
-            statuses[int(number)].append(status)
-        for broken in record.get("broken") or ():
-            violations[int(broken["number"])].append(_violation(record, broken))
-        for key, value in (record.get("counts") or {}).items():
-            counts[key] += int(value)
-    invariants = [_invariant_row(n, name, statuses[n], violations[n]) for n, name in sorted(names.items())]
-    valid: Status = merge_valid(s for found in statuses.values() for s in found) if records else "unknown"
-    return {"valid": valid, "checked": len(records), "counts": dict(counts), "invariants": invariants}
-
-
 # --- the verdict ----------------------------------------------------------------------------------
 
 
@@ -255,38 +216,43 @@ class SuiteRun:
     log: Path | None = None
     note: str = ""
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.suite.name,
-            "status": self.status,
-            "exitCode": self.exit_code,
-            "allowanceS": round(self.allowance_s, 1),
-            "durationS": round(self.elapsed_s, 2),
-            "tests": self.counts.tests,
-            "passed": self.counts.passed,
-            "failed": self.counts.failed,
-            "errors": self.counts.errors,
-            "skipped": self.counts.skipped,
-            "junit": str(self.junit) if self.junit else None,
-            "log": str(self.log) if self.log else None,
-            "note": self.note,
-        }
+    def to_record(self) -> SuiteResult:
+        counts = self.counts
+        return SuiteResult(
+            name=self.suite.name,
+            status=self.status,
+            exit_code=self.exit_code,
+            allowance_s=round(self.allowance_s, 1),
+            duration_s=round(self.elapsed_s, 2),
+            tests=TestTotals(
+                total=counts.tests,
+                passed=counts.passed,
+                failed=counts.failed,
+                errors=counts.errors,
+                skipped=counts.skipped,
+            ),
+            junit=str(self.junit) if self.junit else None,
+            log=str(self.log) if self.log else None,
+            note=self.note,
+        )
 
 
-def gate_reasons(runs: Sequence[SuiteRun], invariants: Mapping[str, Any]) -> list[str]:
-    """Why the gate fails; empty when it passes. Every suite that ran must pass, and no per-test
-    invariant check may be broken or unknown (an unknown verdict is not a held one)."""
+def gate_reasons(runs: Sequence[SuiteRun], verdict: VerdictRecord, checked: int) -> list[str]:
+    """Why the gate fails; empty when it passes. Every suite asked for must run and pass, and the
+    invariants must be judged and held: an unknown verdict is not a held one."""
     reasons = [
         f"suite {r.suite.name} {r.status}" + (f": {r.note}" if r.note else "")
         for r in runs
-        if r.status in {"failed", "timeout"}
+        if r.status != "passed"
     ]
-    if not any(r.status != "skipped" for r in runs):
-        reasons.append("no suite ran")
+    if not runs:
+        reasons.append("no suite to run: no suite of the gate holds a test")
+    if not checked:
+        reasons.append("no test checked the invariants: the verdict is unknown")
     reasons += [
-        f"invariant {i['number']} ({i['name']}) {i['status']} in {i['violationCount']} test(s)"
-        for i in invariants.get("invariants", ())
-        if i["status"] == "broken" or (i["status"] == "unknown" and i["violationCount"])
+        f"invariant {i.number} ({i.name}) {i.status} in {i.violation_count} place(s)"
+        for i in verdict.invariants
+        if i.status == "broken" or (checked and i.status == "unknown")
     ]
     return reasons
 
@@ -432,22 +398,20 @@ Tick = Callable[[Suite, SuiteRun | None, float, LiveCounts], None]
 
 
 def run_gate(ctx: GateContext, suites: Sequence[Suite], budget_s: float, tick: Tick) -> list[SuiteRun]:
-    """Runs the present suites in order, each within its share of what is left of the budget.
+    """Runs the suites in order, each within its share of what is left of the budget.
 
-    A suite with no tests yet is skipped; one whose share fell under MIN_ALLOWANCE_S is skipped
-    as out of budget, which fails the gate (a suite that exists but never ran proves nothing).
+    A suite with no test, or whose share fell under MIN_ALLOWANCE_S, fails without running:
+    a suite that was asked for and never ran proves nothing.
     """
     started = time.monotonic()
-    present = [s for s in suites if s.present(ctx.root)]
     runs: list[SuiteRun] = []
     for index, suite in enumerate(suites):
-        if suite not in present:
-            runs.append(SuiteRun(suite, note="no tests yet"))
-            tick(suite, runs[-1], 0.0, LiveCounts())
-            continue
         remaining = budget_s - (time.monotonic() - started)
-        share = allowance(remaining, suite, [s for s in suites[index:] if s in present])
-        if share < MIN_ALLOWANCE_S:
+        share = allowance(remaining, suite, suites[index:])
+        if not suite.present(ctx.root):
+            note = f"no tests: {', '.join(suite.paths)} hold none"
+            runs.append(SuiteRun(suite, "failed", share, note=note))
+        elif share < MIN_ALLOWANCE_S:
             runs.append(SuiteRun(suite, "failed", share, note="no budget left to run it"))
         else:
             runs.append(run_suite(ctx, suite, share, functools.partial(tick, suite, None)))
@@ -457,37 +421,35 @@ def run_gate(ctx: GateContext, suites: Sequence[Suite], budget_s: float, tick: T
 
 def gate_results(
     runs: Sequence[SuiteRun],
-    checks: Iterable[Mapping[str, Any]],
+    checks: Sequence[CheckRecord],
     *,
     budget_s: float,
     elapsed_s: float,
     target: Path | None,
-) -> dict[str, Any]:
-    """results.json of a gate run: the checker's shape (valid, counts, invariants) aggregated over
-    every test, plus the suites, the test totals, the gate verdict and its reasons, and timings."""
-    invariants = aggregate_checks(checks)
-    reasons = gate_reasons(runs, invariants)
+) -> RunResults:
+    """results.json of a gate run: the verdict merged over every check of every suite, the
+    suites, the test totals, the gate's reasons, and timings."""
+    verdict = merge_checks(checks)
+    reasons = gate_reasons(runs, verdict, len(checks))
     tests = sum((r.counts for r in runs), CaseCounts())
-    return {
-        "kind": "gate",
-        "gate": "pass" if not reasons else "fail",
-        "reasons": reasons,
-        "valid": invariants["valid"],
-        "checkedTests": invariants["checked"],
-        "counts": invariants["counts"],
-        "invariants": invariants["invariants"],
-        "suites": [r.to_json() for r in runs],
-        "tests": {
-            "total": tests.tests,
-            "passed": tests.passed,
-            "failed": tests.failed,
-            "errors": tests.errors,
-            "skipped": tests.skipped,
-        },
-        "budgetS": budget_s,
-        "target": str(target) if target else None,
-        "timings": _timings(runs, elapsed_s),
-    }
+    return RunResults(
+        kind="gate",
+        passed=not reasons,
+        reasons=tuple(reasons),
+        verdict=verdict,
+        checked=len(checks),
+        suites=tuple(r.to_record() for r in runs),
+        tests=TestTotals(
+            total=tests.tests,
+            passed=tests.passed,
+            failed=tests.failed,
+            errors=tests.errors,
+            skipped=tests.skipped,
+        ),
+        budget_s=budget_s,
+        target=str(target) if target else None,
+        timings=_timings(runs, elapsed_s),
+    )
 
 
 def _timings(runs: Sequence[SuiteRun], elapsed_s: float) -> dict[str, float]:

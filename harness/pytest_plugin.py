@@ -1,12 +1,15 @@
 """pytest fixtures for suites that need the stack: `stack`, `endpoints`, `clean_state`, plus the
 per-test `history` and `invariants` (Jepsen's check after every test), and the Allure hook.
 
+Everything lands in the run record: each test's history, the snapshot and verdict of its check,
+and the samples the `Sampler` takes every second while the session's stack runs.
+
 Loaded for every run (`-p harness.pytest_plugin`), so nothing here may start a server unless
 a test asks for one of these fixtures: unit tests run with no servers at all.
 With HARNESS_TARGET set to a target TOML file, the suites drive that deployment instead;
 with HARNESS_PROVIDER=docker the embedded stack's RabbitMQ and PostgreSQL run in containers.
 With HARNESS_RUN_DIR set (by `harness gate`), every file goes into that run directory
-(see `harness.store` for the layout) instead of a new `reports/out/<ts>-pytest/`.
+(see `harness.record.layout`) instead of a new `reports/out/<ts>-pytest/`.
 """
 
 from __future__ import annotations
@@ -20,23 +23,15 @@ import pytest
 from harness.checker import Expectations
 from harness.history import History
 from harness.live_check import DEFAULT_SETTLE_S, check_deployment
+from harness.observe.sampler import Sampler
+from harness.record import RUN_DIR_ENV, SUITE_ENV, RunWriter, resolve_run_dir
 from harness.stack.base import StackEndpoints, StackProvider
 from harness.stack.factory import DEFAULT_PROVIDER, PROVIDER_ENV, make_embedded
 from harness.stack.local import install_cleanup_handlers
 from harness.stack.readiness import run_sync
 from harness.stack.reset import reset_service_state
 from harness.stack.target import TargetStack
-from harness.store import (
-    RUN_DIR_ENV,
-    append_check,
-    history_path,
-    log_files,
-    resolve_run_dir,
-    suite_name,
-    tail,
-    unique_dir,
-)
-from harness.verdict import check_record, verdict_text
+from harness.verdict import verdict_text
 
 SESSION_ENV = {
     "RETRY_BASE_MS": "200",
@@ -52,10 +47,29 @@ _REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 _ATTACHED = pytest.StashKey[bool]()
 
 
+def suite_name() -> str:
+    return os.environ.get(SUITE_ENV) or "pytest"
+
+
 @pytest.fixture(scope="session")
 def run_dir(pytestconfig: pytest.Config) -> Path:
     """HARNESS_RUN_DIR (the gate's run), else reports/out/<timestamp>-pytest with `latest` at it."""
     return resolve_run_dir("pytest", pytestconfig.rootpath / "reports" / "out")
+
+
+@pytest.fixture(scope="session")
+def run_writer(run_dir: Path) -> RunWriter:
+    return RunWriter(run_dir)
+
+
+def unique_dir(parent: Path, name: str) -> Path:
+    """`parent/name`, or `name-2`, `name-3`... when a previous session of the run used it."""
+    candidate, n = parent / name, 1
+    while candidate.exists():
+        n += 1
+        candidate = parent / f"{name}-{n}"
+    candidate.mkdir(parents=True)
+    return candidate
 
 
 @pytest.fixture(scope="session")
@@ -89,9 +103,12 @@ def stack(request: pytest.FixtureRequest) -> Iterator[StackProvider]:
         request.config.stash[_LOG_DIR] = embedded.log_dir
         provider = embedded
     provider.start()
+    writer: RunWriter = request.getfixturevalue("run_writer")
+    sampler = Sampler(provider.endpoints, writer.sample, suite=suite_name()).start()
     try:
         yield provider
     finally:
+        sampler.stop()
         provider.stop()
 
 
@@ -125,12 +142,11 @@ def ensure_reset_allowed(endpoints: StackEndpoints) -> None:
 
 
 @pytest.fixture
-def history(request: pytest.FixtureRequest, run_dir: Path) -> Iterator[History]:
+def history(request: pytest.FixtureRequest, run_writer: RunWriter) -> Iterator[History]:
     """This test's History, mirrored to `<run>/histories/<test>.jsonl` (fresh for every run of it)."""
-    path = history_path(run_dir, request.node.nodeid)
-    path.unlink(missing_ok=True)
-    request.node.stash[_HISTORY_PATH] = path
-    recorded = History(path)
+    recorded = run_writer.history(request.node.nodeid)
+    if recorded.path is not None:
+        request.node.stash[_HISTORY_PATH] = recorded.path
     try:
         yield recorded
     finally:
@@ -152,12 +168,13 @@ def _test_ran(item: pytest.Item) -> bool:
 
 @pytest.fixture
 def invariants(
-    request: pytest.FixtureRequest, endpoints: StackEndpoints, history: History, run_dir: Path
+    request: pytest.FixtureRequest, endpoints: StackEndpoints, history: History, run_writer: RunWriter
 ) -> Iterator[None]:
     """After the test body, and after every fixture the test asked for has been torn down (paused
     workers resumed), let the system settle and check the 11 invariants over this test's history.
 
-    The verdict goes to `<run>/checks.jsonl`; an invariant not held fails the test at teardown
+    The verdict goes to `<run>/checks.jsonl` and the snapshot it judged to `<run>/snapshots/`; an
+    invariant not held fails the test at teardown
     with the verdict table, the taskIds and the evidence. Use it autouse in suites that drive the
     service through the `history`; not in suites that plant violations on purpose.
     """
@@ -169,10 +186,7 @@ def invariants(
         check_deployment(endpoints, history, _expectations(item), settle_timeout_s=DEFAULT_SETTLE_S),
         own_thread=True,
     )
-    record = check_record(
-        item.nodeid, live.verdict, live.settled, suite=suite_name(), history=str(history.path)
-    )
-    append_check(run_dir, record)
+    run_writer.check(item.nodeid, suite_name(), live.verdict, settled=live.settled, history=history.path)
     if live.verdict.valid != "held":
         pytest.fail(
             f"invariants {live.verdict.valid.upper()} after {item.nodeid}\n{verdict_text(live.verdict)}",
@@ -213,5 +227,17 @@ def _attach_evidence(item: pytest.Item) -> None:
             extension="jsonl",
         )
     log_dir = item.config.stash.get(_LOG_DIR, None)
-    for log in log_files(log_dir) if log_dir is not None else ():
+    for log in sorted(log_dir.glob("*.log")) if log_dir is not None else ():
         allure.attach(tail(log), name=f"{log.name} (tail)", attachment_type=allure.attachment_type.TEXT)
+
+
+def tail(path: Path, max_bytes: int = 32_768) -> str:
+    """The last `max_bytes` of a log, from a line start: what a failing test's report attaches."""
+    with path.open("rb") as log:
+        log.seek(0, os.SEEK_END)
+        size = log.tell()
+        log.seek(max(0, size - max_bytes))
+        data = log.read()
+    if size > max_bytes and b"\n" in data:
+        data = data.split(b"\n", 1)[1]
+    return data.decode("utf-8", "replace")

@@ -1,8 +1,6 @@
-"""The printable verdict (a Rich table) and results.json, from a checker Verdict.
+"""The printable verdict: a Rich table, the counts line, and the violations' evidence as text.
 
-results.json is what the HTML report, the gate and CI read, so its shape is documented here:
-`{"valid": held|broken|unknown, "counts": {...}, "invariants": [{"number", "name", "status",
-"note", "violations": [{"taskIds", "message", "evidence"}]}], "snapshot": {...}, "settle": {...}}`.
+What goes to disk is the run record's (`harness.record`): this module only prints.
 """
 
 from __future__ import annotations
@@ -10,58 +8,13 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import asdict
-from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from harness.checker import InvariantResult, Verdict
-from harness.state import Settled, Snapshot
+from harness.checker import Verdict
 
 STYLES = {"held": "green", "broken": "bold red", "unknown": "yellow"}
-MAX_VIOLATIONS_JSON = 200
-
-
-def _invariant_json(result: InvariantResult) -> dict[str, Any]:
-    return {
-        "number": result.number,
-        "name": result.name,
-        "status": result.status,
-        "note": result.note,
-        "violationCount": len(result.violations),
-        "violations": [
-            {"taskIds": list(v.task_ids), "message": v.message, "evidence": v.evidence}
-            for v in result.violations[:MAX_VIOLATIONS_JSON]
-        ],
-    }
-
-
-def verdict_json(
-    verdict: Verdict, snapshot: Snapshot | None = None, settled: Settled | None = None
-) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "valid": verdict.valid,
-        "counts": asdict(verdict.counts),
-        "invariants": [_invariant_json(r) for r in verdict.results],
-    }
-    if snapshot is not None:
-        out["snapshot"] = snapshot.summary()
-    if settled is not None:
-        out["settle"] = {
-            "settled": settled.settled,
-            "waitedS": settled.waited_s,
-            "reasons": list(settled.reasons),
-        }
-    return out
-
-
-def write_results_json(
-    path: Path, verdict: Verdict, snapshot: Snapshot | None = None, settled: Settled | None = None
-) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(verdict_json(verdict, snapshot, settled), indent=2, default=str) + "\n")
-    return path
 
 
 def verdict_table(verdict: Verdict, max_tasks: int = 5) -> Table:
@@ -116,24 +69,3 @@ def verdict_text(verdict: Verdict, width: int = 120) -> str:
     console = Console(width=width, record=True, force_terminal=False, color_system=None, file=io.StringIO())
     print_verdict(verdict, console)
     return console.export_text() + violations_text(verdict)
-
-
-def check_record(
-    nodeid: str, verdict: Verdict, settled: Settled | None = None, **extra: Any
-) -> dict[str, Any]:
-    """One line of checks.jsonl: a test's verdict with the broken invariants and their taskIds."""
-    return {
-        "nodeid": nodeid,
-        "valid": verdict.valid,
-        "counts": asdict(verdict.counts),
-        "invariants": {str(r.number): r.status for r in verdict.results},
-        "broken": [
-            {"number": r.number, "name": r.name, "status": r.status, "note": r.note,
-             "taskIds": sorted(r.task_ids)[:50], "violations": len(r.violations)}
-            for r in verdict.results
-            if r.status != "held"
-        ],
-        "settled": settled.settled if settled is not None else None,
-        "waitedS": round(settled.waited_s, 3) if settled is not None else None,
-        **extra,
-    }

@@ -74,7 +74,7 @@ def check(
     endpoints = _endpoints(resolve_target(target))
     recorded = load_history(history) if history is not None else History()
     live = run_sync(check_deployment(endpoints, recorded, settle_timeout_s=settle))
-    _report(live, run_dir)
+    _report(live, run_dir, history)
     raise typer.Exit(0 if live.verdict.valid == "held" else 1)
 
 
@@ -87,17 +87,34 @@ def _endpoints(target_file: Path) -> StackEndpoints:
         raise typer.BadParameter(str(exc), param_hint="--target") from exc
 
 
-def _report(live: LiveCheck, run_dir: Path | None) -> None:
-    """The verdict table and counts on stdout, what did not settle, the evidence, results.json."""
-    from harness.stack.rundir import new_run_dir
-    from harness.verdict import print_verdict, violations_text, write_results_json
+def _report(live: LiveCheck, run_dir: Path | None, history_file: Path | None) -> None:
+    """The verdict table and counts on stdout, what did not settle, the evidence; the run record
+    (the history judged, the snapshot, the check and results.json) in the run directory."""
+    import shutil
 
-    out_dir = run_dir or new_run_dir("check")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results = write_results_json(out_dir / "results.json", live.verdict, live.settled.snapshot, live.settled)
+    from harness.record import RunWriter, new_run_dir
+    from harness.record.records import RunResults, SettleRecord, VerdictRecord
+    from harness.verdict import print_verdict, violations_text
+
+    writer = RunWriter.create(run_dir, "check") if run_dir else RunWriter(new_run_dir("check"))
+    judged = writer.layout.history("check")
+    if history_file is not None:
+        judged.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(history_file, judged)
+    writer.check(
+        "harness check", "check", live.verdict, settled=live.settled, history=judged if history_file else None
+    )
+    results = RunResults(
+        kind="check",
+        passed=live.verdict.valid == "held",
+        verdict=VerdictRecord.of(live.verdict),
+        checked=1,
+        settle=SettleRecord.of(live.settled),
+    )
+    path = writer.results(results)
     print_verdict(live.verdict)
     if not live.settled.settled:
         typer.echo(f"not settled after {live.settled.waited_s:.1f}s: {'; '.join(live.settled.reasons)}")
     if live.verdict.valid != "held":
         typer.echo(violations_text(live.verdict))
-    typer.echo(f"results: {results}")
+    typer.echo(f"results: {path}")

@@ -3,15 +3,20 @@
 Files of a gate run, all under `reports/out/<ts>-gate/` (and `reports/out/latest`):
 `junit/<suite>.xml` and the merged `junit.xml`, `allure-results/`, `histories/`, `checks.jsonl`,
 `logs/pytest-<suite>.log`, `stacks/<suite>/logs/` (the embedded stacks' process logs),
-`results.json`, and `report.html` once the report builder exists.
+`snapshots/`, `samples.jsonl`, `results.json` and `report.html` (see `harness.record.layout`).
+
+The report is built by its own process (`python -m reports RUN_DIR`), as the suites run in
+theirs: the harness writes the record and never imports the report that reads it, and a report
+bug cannot hide the verdict.
 """
 
 from __future__ import annotations
 
-import importlib
+import subprocess
+import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,6 +25,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
     from harness.gate import GateContext, LiveCounts, Suite, SuiteRun
+    from harness.record.records import RunResults
 
 DEFAULT_BUDGET_S = 600.0
 SuitesOption = Annotated[
@@ -48,15 +54,16 @@ def gate(
     from rich.console import Console
 
     from harness.gate import GateContext, select_suites
-    from harness.stack.rundir import new_run_dir
+    from harness.record import RunWriter, new_run_dir
 
     names = [n.strip() for part in suites or [] for n in part.split(",") if n.strip()]
     try:
-        chosen = select_suites(names)
+        chosen = select_suites(names, project_root())
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--suites") from exc
     root = project_root()
     out = run_dir.resolve() if run_dir else new_run_dir("gate", root / "reports" / "out").resolve()
+    RunWriter.create(out, "gate")
     ctx = GateContext(root, out, target.resolve() if target else None)
     console = Console()
     console.print(f"gate run {out}  budget {budget:.0f}s  target {ctx.target or 'embedded'}")
@@ -66,7 +73,7 @@ def gate(
 
 def _run_and_report(ctx: GateContext, suites: list[Suite], budget: float, console: Console) -> bool:
     from harness.gate import gate_results, merge_junit, run_gate
-    from harness.store import point_latest, read_checks, write_json
+    from harness.record import RunReader, RunWriter, point_latest
 
     started = time.monotonic()
     with GateDisplay(console) as tick:
@@ -74,30 +81,39 @@ def _run_and_report(ctx: GateContext, suites: list[Suite], budget: float, consol
     junit = {r.suite.name: r.junit for r in runs if r.junit is not None}
     merge_junit(junit).write(ctx.run_dir / "junit.xml", encoding="utf-8", xml_declaration=True)
     elapsed = time.monotonic() - started
-    checks = read_checks(ctx.run_dir)
-    results = gate_results(runs, checks, budget_s=budget, elapsed_s=elapsed, target=ctx.target)
-    write_json(ctx.run_dir / "results.json", results)
-    results["report"] = _build_report(ctx.run_dir, console)
-    write_json(ctx.run_dir / "results.json", results)
+    reader = RunReader(ctx.run_dir)
+    results = gate_results(runs, reader.checks(), budget_s=budget, elapsed_s=elapsed, target=ctx.target)
+    writer = RunWriter(ctx.run_dir)
+    writer.results(results)
+    results = results.model_copy(update={"report": build_report(ctx.run_dir, console)})
+    writer.results(results)
     if ctx.run_dir.parent == ctx.root / "reports" / "out":
         point_latest(ctx.run_dir)
     _print_summary(console, runs, results)
-    return bool(results["gate"] == "pass")
+    return results.passed
 
 
-def _build_report(run_dir: Path, console: Console) -> str | None:
-    """The teammate-owned HTML builder; its absence (or failure) is a warning, not a failed gate."""
+REPORT_TIMEOUT_S = 180.0
+
+
+def build_report(run_dir: Path, console: Console) -> str | None:
+    """`python -m reports RUN_DIR` in its own process; a failed report is a warning, not a failed gate."""
     try:
-        html = importlib.import_module("reports.html")
-    except ModuleNotFoundError:
-        # TODO: drop this branch once reports/html.py (build_report) is in every checkout.
-        console.print("[yellow]warning: reports.html not found; no HTML report built[/]")
+        done = subprocess.run(
+            [sys.executable, "-m", "reports", str(run_dir)],
+            capture_output=True,
+            text=True,
+            timeout=REPORT_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        console.print(f"[yellow]warning: the HTML report took over {REPORT_TIMEOUT_S:.0f}s; none built[/]")
         return None
-    try:
-        return str(html.build_report(run_dir))
-    except Exception as exc:  # noqa: BLE001  (a report bug must not hide the verdict)
-        console.print(f"[yellow]warning: the HTML report failed: {type(exc).__name__}: {exc}[/]")
+    if done.returncode != 0:
+        why = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        console.print(f"[yellow]warning: the HTML report failed: {why}[/]")
         return None
+    return done.stdout.strip() or None
 
 
 class GateDisplay:
@@ -142,10 +158,10 @@ def _done_line(run: SuiteRun) -> str:
     return line + (f"  ({run.note})" if run.note else "")
 
 
-def _print_summary(console: Console, runs: list[SuiteRun], results: dict[str, Any]) -> None:
+def _print_summary(console: Console, runs: list[SuiteRun], results: RunResults) -> None:
     from rich.table import Table
 
-    table = Table(title=f"gate: {str(results['gate']).upper()}")
+    table = Table(title=f"gate: {'PASS' if results.passed else 'FAIL'}")
     for column in ("suite", "status", "seconds", "passed", "failed", "skipped", "note"):
         table.add_column(column)
     for r in runs:
@@ -153,8 +169,7 @@ def _print_summary(console: Console, runs: list[SuiteRun], results: dict[str, An
         row = (r.status, f"{r.elapsed_s:.0f}", str(r.counts.passed), str(failed), str(r.counts.skipped))
         table.add_row(r.suite.name, *row, r.note)
     console.print(table)
-    console.print(f"invariants over {results['checkedTests']} tests: {results['valid']}")
-    for reason in results["reasons"]:
+    console.print(f"invariants over {results.checked} checked tests: {results.verdict.valid}")
+    for reason in results.reasons:
         console.print(f"[red]- {reason}[/]")
-    report = results.get("report") or "(none)"
-    console.print(f"gate took {results['timings']['total_s']:.0f}s; report: {report}")
+    console.print(f"gate took {results.timings['total_s']:.0f}s; report: {results.report or '(none)'}")

@@ -8,9 +8,9 @@ import pytest
 import typer
 
 from harness.cli import parse_env_overrides
+from harness.record import new_run_dir
 from harness.stack.base import StackEndpoints, StackError, load_target, render_target_toml
 from harness.stack.ports import free_ports
-from harness.stack.rundir import new_run_dir
 from harness.stack.target import TargetStack
 
 pytestmark = pytest.mark.unit

@@ -1,4 +1,4 @@
-"""The gate's pure parts: budget shares, JUnit counting and merging, invariants over checks.jsonl."""
+"""The gate's pure parts: budget shares, suite choice, JUnit counting and merging, the merged verdict."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from harness.gate import (
     LiveCounts,
     Suite,
     SuiteRun,
-    aggregate_checks,
     allowance,
     gate_reasons,
     junit_counts,
@@ -21,7 +20,8 @@ from harness.gate import (
     select_suites,
     split_budget,
 )
-from harness.store import sanitize_nodeid
+from harness.record.layout import file_stem
+from harness.record.records import CheckRecord, InvariantRecord, VerdictRecord, merge_checks
 
 pytestmark = pytest.mark.unit
 
@@ -55,11 +55,20 @@ def test_a_suite_may_use_what_is_left_but_half_the_shares_of_the_later_ones() ->
     assert allowance(-5, C, [C]) == 0
 
 
-def test_suites_are_selected_by_name_in_gate_order() -> None:
-    assert [s.name for s in select_suites(["checker", "e2e"])] == ["e2e", "checker"]
-    assert select_suites(None) == list(SUITES)
+def test_suites_are_selected_by_name_in_gate_order(tmp_path: Path) -> None:
+    assert [s.name for s in select_suites(["checker", "e2e"], tmp_path)] == ["e2e", "checker"]
     with pytest.raises(ValueError, match="nope"):
-        select_suites(["nope"])
+        select_suites(["nope"], tmp_path)
+
+
+def test_by_default_the_gate_runs_the_suites_that_hold_tests(tmp_path: Path) -> None:
+    for name in ("scenarios/e2e", "scenarios/checker"):
+        (tmp_path / name).mkdir(parents=True)
+        (tmp_path / name / "test_x.py").write_text("")
+
+    assert [s.name for s in select_suites(None, tmp_path)] == ["e2e", "checker"]
+    assert [s.name for s in select_suites(["drills"], tmp_path)] == ["drills"]
+    assert [s.name for s in SUITES] == ["e2e", "checker", "property", "drills", "load"]
 
 
 def test_a_suite_runs_its_paths_with_its_marker() -> None:
@@ -95,43 +104,62 @@ def test_merged_junit_names_each_suite_and_totals_them(tmp_path: Path) -> None:
     ET.fromstring(ET.tostring(root))
 
 
-def _check(nodeid: str, broken: list[dict[str, object]] | None = None) -> dict[str, object]:
-    statuses = {str(n): "held" for n in range(1, 12)}
-    for b in broken or []:
-        statuses[str(b["number"])] = str(b["status"])
-    return {"nodeid": nodeid, "valid": "broken" if broken else "held", "invariants": statuses,
-            "broken": broken or [], "counts": {"accepted": 1, "completed": 1}}
+def _check(name: str, broken: dict[int, tuple[str, ...]] | None = None) -> CheckRecord:
+    """A check record as the plugin writes it: every invariant held but those in `broken`."""
+    from harness.checker import invariant_names
+
+    invariants = tuple(
+        InvariantRecord(
+            number=n,
+            name=title,
+            status="broken" if n in (broken or {}) else "held",
+            violation_count=1 if n in (broken or {}) else 0,
+            violations=(
+                ({"taskIds": (broken or {})[n], "message": "planted"},) if n in (broken or {}) else ()
+            ),
+        )
+        for n, title in invariant_names().items()
+    )
+    verdict = VerdictRecord(
+        valid="broken" if broken else "held", counts={"accepted": 1, "completed": 1}, invariants=invariants
+    )
+    return CheckRecord(name=name, suite="e2e", verdict=verdict)
 
 
-def test_invariants_aggregate_the_worst_status_and_who_broke_them() -> None:
-    broken = {"number": 2, "name": "once only", "status": "broken", "taskIds": ["t1"], "violations": 1}
-    result = aggregate_checks([_check("a"), _check("b", [broken]), _check("c")])
+def test_invariants_merge_the_worst_status_and_who_broke_them() -> None:
+    result = merge_checks([_check("a"), _check("b", {2: ("t1",)}), _check("c")])
 
-    assert result["valid"] == "broken"
-    assert result["checked"] == 3
-    assert result["counts"] == {"accepted": 3, "completed": 3}
-    two = result["invariants"][1]
-    assert (two["number"], two["name"], two["status"], two["violationCount"]) == (2, "once only", "broken", 1)
-    assert two["violations"][0]["taskIds"] == ["t1"]
-    assert "b" in two["violations"][0]["message"]
-    assert {i["status"] for i in result["invariants"] if i["number"] != 2} == {"held"}
+    assert result.valid == "broken"
+    assert result.counts == {"accepted": 3, "completed": 3}
+    two = next(i for i in result.invariants if i.number == 2)
+    assert (two.name, two.status, two.violation_count) == ("once only", "broken", 1)
+    assert two.violations[0].task_ids == ("t1",)
+    assert two.violations[0].evidence["test"] == "b"
+    assert {i.status for i in result.invariants if i.number != 2} == {"held"}
 
 
 def test_no_checks_is_unknown_not_held() -> None:
-    result = aggregate_checks([])
-    assert result["valid"] == "unknown"
-    assert {i["status"] for i in result["invariants"]} == {"unknown"}
+    result = merge_checks([])
+    assert result.valid == "unknown"
+    assert {i.status for i in result.invariants} == {"unknown"}
 
 
-def test_the_gate_fails_on_a_failed_suite_or_a_broken_invariant_only() -> None:
-    held = aggregate_checks([_check("a")])
-    broken = aggregate_checks([_check("a", [{"number": 9, "status": "broken", "taskIds": []}])])
-    passed, skipped = SuiteRun(A, "passed"), SuiteRun(B, "skipped")
+def test_the_gate_fails_on_a_failed_suite_a_broken_invariant_or_no_check() -> None:
+    held = merge_checks([_check("a")])
+    broken = merge_checks([_check("a", {9: ()})])
+    passed = SuiteRun(A, "passed")
+    missing = SuiteRun(B, "failed", note="no tests: y hold none")
 
-    assert gate_reasons([passed, skipped], held) == []
-    assert gate_reasons([passed, SuiteRun(C, "timeout", note="over")], held) == ["suite c timeout: over"]
-    assert gate_reasons([passed], broken) == ["invariant 9 (nothing stuck in transit) broken in 1 test(s)"]
-    assert gate_reasons([skipped], held) == ["no suite ran"]
+    assert gate_reasons([passed], held, 1) == []
+    assert gate_reasons([passed, SuiteRun(C, "timeout", note="over")], held, 1) == ["suite c timeout: over"]
+    assert gate_reasons([passed, missing], held, 1) == ["suite b failed: no tests: y hold none"]
+    assert gate_reasons([passed], broken, 1) == [
+        "invariant 9 (nothing stuck in transit) broken in 1 place(s)"
+    ]
+    assert gate_reasons([passed], merge_checks([]), 0) == [
+        "no test checked the invariants: the verdict is unknown"
+    ]
+    assert gate_reasons([], held, 1) == ["no suite to run: no suite of the gate holds a test"]
 
 
 def test_live_counts_read_pytest_verbose_lines_as_they_come(tmp_path: Path) -> None:
@@ -144,12 +172,12 @@ def test_live_counts_read_pytest_verbose_lines_as_they_come(tmp_path: Path) -> N
 
 
 def test_history_file_names_are_safe_and_unique() -> None:
-    a = sanitize_nodeid("scenarios/e2e/test_x.py::test_y[a/b]")
-    b = sanitize_nodeid("scenarios/e2e/test_x.py::test_y[a_b]")
+    a = file_stem("scenarios/e2e/test_x.py::test_y[a/b]")
+    b = file_stem("scenarios/e2e/test_x.py::test_y[a_b]")
     assert a != b
     assert "/" not in a
     assert a.startswith("scenarios_e2e_test_x.py__test_y")
-    assert len(sanitize_nodeid("x" * 500)) < 140
+    assert len(file_stem("x" * 500)) < 140
 
 
 def test_check_without_a_target_tells_the_user_to_run_harness_up(
