@@ -56,12 +56,18 @@ def test_duplicate_job_messages_complete_the_task_once(api: httpx.Client, endpoi
         )[0]["message_id"]
     )
     wait_for(api, task_id, lambda t: t["status"] == "IN_PROGRESS", what="running")
+    fresh_id = str(uuid.uuid4())
 
     _publish_copy(endpoints.amqp_url, {"taskId": task_id}, message_id, copies=2)
-    _publish_copy(endpoints.amqp_url, {"taskId": task_id}, str(uuid.uuid4()), copies=1)
+    _publish_copy(endpoints.amqp_url, {"taskId": task_id}, fresh_id, copies=1)
 
     assert wait_terminal(api, task_id)["status"] == "COMPLETED"
-    time.sleep(1.5)  # let the duplicates reach a worker; they must change nothing
+
+    def duplicates_settled(_: dict[str, Any]) -> bool:
+        """The copy with a new id, queued behind the other two, leaves an inbox row when settled."""
+        return bool(sql(endpoints.postgres_dsn, "SELECT 1 FROM inbox WHERE message_id = $1", fresh_id))
+
+    wait_for(api, task_id, duplicates_settled, what="the duplicate messages settled")
     results = sql(endpoints.postgres_dsn, "SELECT 1 FROM task_results WHERE task_id = $1::uuid", task_id)
     completions = sql(
         endpoints.postgres_dsn,
@@ -71,17 +77,14 @@ def test_duplicate_job_messages_complete_the_task_once(api: httpx.Client, endpoi
     assert len(results) == 1
     assert len(completions) == 1
     depth = api.get("/queues").json()
-    assert all(q["messages"] in (0, None) for q in depth["queues"] if q["name"] == "ast.simulate.q")
+    assert [q["messages"] for q in depth["queues"] if q["name"] == "ast.simulate.q"] == [0]
 
 
 def test_a_killed_worker_s_task_is_taken_over_and_completes_once(
     api: httpx.Client, local_stack: LocalStack, dsn: str
 ) -> None:
     task_id = submit(api, {"steps": 8, "durationMs": 4000})
-    task = wait_for(
-        api, task_id, lambda t: t["status"] == "IN_PROGRESS" and t["progress"] > 0, what="running"
-    )
-    assert task
+    wait_for(api, task_id, lambda t: t["status"] == "IN_PROGRESS" and t["progress"] > 0, what="running")
     events = api.get(f"/tasks/{task_id}/events").json()["items"]
     victim = next(e["workerId"] for e in reversed(events) if e["workerId"])
 

@@ -17,10 +17,7 @@ BIN = Path(sys.executable).parent
 
 
 def _running_on(api: httpx.Client, task_id: str) -> str:
-    task = wait_for(
-        api, task_id, lambda t: t["status"] == "IN_PROGRESS" and t["progress"] > 0, what="running"
-    )
-    assert task
+    wait_for(api, task_id, lambda t: t["status"] == "IN_PROGRESS" and t["progress"] > 0, what="running")
     events = api.get(f"/tasks/{task_id}/events").json()["items"]
     return str(next(e["workerId"] for e in reversed(events) if e["workerId"]))
 
