@@ -15,7 +15,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import aio_pika
@@ -36,6 +36,8 @@ from service.models import Status
 pytestmark = pytest.mark.integration
 
 SIMULATE = {"type": "simulate", "payload": {"durationMs": 0, "steps": 1}}
+SERVER_START_S = 10.0
+STREAM_S = 10.0
 ClientFactory = Callable[..., Awaitable[httpx.AsyncClient]]
 
 
@@ -149,8 +151,15 @@ async def test_submit_answers_202_with_location_and_writes_task_event_and_job(
     task_id = uuid.UUID(body["taskId"])
     assert response.headers["location"] == f"/tasks/{task_id}"
     async with db.acquire() as conn:
-        assert await conn.fetchval("SELECT count(*) FROM task_events WHERE task_id = $1", task_id) >= 1
-        assert await conn.fetchval("SELECT count(*) FROM outbox WHERE task_id = $1", task_id) >= 1
+        first_event = await conn.fetchrow(
+            "SELECT from_status, status FROM task_events WHERE task_id = $1 ORDER BY event_id LIMIT 1",
+            task_id,
+        )
+        jobs = await conn.fetch(
+            "SELECT routing_key FROM outbox WHERE task_id = $1 AND exchange = 'ast.jobs.x'", task_id
+        )
+    assert dict(first_event) == {"from_status": None, "status": "PENDING"}
+    assert [row["routing_key"] for row in jobs] == ["job.simulate"]
 
 
 async def test_same_key_same_body_same_task_other_body_409(client: httpx.AsyncClient) -> None:
@@ -223,34 +232,43 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@asynccontextmanager
+async def served(backends: dict[str, str], **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """The app on a real uvicorn, for what ASGITransport cannot show (it buffers whole bodies both
+    ways): chunked uploads and a live event stream. Yields a client once the server accepts."""
+    port = _free_port()
+    app = create_app(settings_for(backends, **overrides))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
+    serving = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(SERVER_START_S):
+            while not server.started:
+                assert not serving.done(), "uvicorn stopped before it started"
+                await asyncio.sleep(0.05)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            yield http
+    finally:
+        server.should_exit = True
+        await serving
+
+
 async def test_chunked_body_over_the_limit_is_413_on_real_http(
     backends: dict[str, str], db: asyncpg.Pool[Any]
 ) -> None:
     """Without Content-Length the streamed bytes are counted (real uvicorn, chunked encoding)."""
-    port = _free_port()
-    app = create_app(settings_for(backends, api_max_body_bytes=2048))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
-    serving = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            await asyncio.sleep(0.05)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(10):
+            yield b" " * 1000
+
+    async with served(backends, api_max_body_bytes=2048) as http:
         before = await row_counts(db)
-
-        async def chunks() -> AsyncIterator[bytes]:
-            for _ in range(10):
-                yield b" " * 1000
-
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            json_type = {"Content-Type": "application/json"}
-            response = await http.post("/tasks", content=chunks(), headers=json_type)
-            assert_error(response, 413, "PAYLOAD_TOO_LARGE")
-            ok = await http.post("/tasks", content=_one_chunk(json.dumps(SIMULATE).encode()),
-                                 headers={"Content-Type": "application/json"})
-            assert ok.status_code == 202, ok.text
-        assert (await row_counts(db))["tasks"] == before["tasks"] + 1
-    finally:
-        server.should_exit = True
-        await serving
+        json_type = {"Content-Type": "application/json"}
+        response = await http.post("/tasks", content=chunks(), headers=json_type)
+        assert_error(response, 413, "PAYLOAD_TOO_LARGE")
+        ok = await http.post("/tasks", content=_one_chunk(json.dumps(SIMULATE).encode()), headers=json_type)
+        assert ok.status_code == 202, ok.text
+    assert (await row_counts(db))["tasks"] == before["tasks"] + 1
 
 
 async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:
@@ -317,28 +335,39 @@ async def test_events_are_the_timeline_oldest_first(client: httpx.AsyncClient, d
                              "version", "workerId", "message", "createdAt"}
 
 
+async def _advance(pool: asyncpg.Pool[Any], task_id: uuid.UUID, step: str) -> None:
+    """One change of the task, as a worker makes it: started, half done, or completed."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await db_tasks.lock_task(conn, task_id)
+        assert row is not None
+        if step == "start":
+            await db_tasks.change_status(conn, row, Status.IN_PROGRESS)
+        elif step == "progress":
+            await db_tasks.report_progress(conn, row, progress=50, state="half", worker_id="w")
+        else:
+            await db_tasks.change_status(conn, row, Status.COMPLETED, progress=100, result={"ok": 1})
+
+
 async def test_stream_emits_each_change_until_terminal(
-    client: httpx.AsyncClient, db: asyncpg.Pool[Any]
+    backends: dict[str, str], db: asyncpg.Pool[Any]
 ) -> None:
+    """Each change is made only once the stream has delivered the one before, so the stream's
+    poll can never fold two changes into one event."""
     task_id = await park_task(db, Status.PENDING)
-    streaming = asyncio.create_task(client.get(f"/tasks/{task_id}/stream"))
-    await asyncio.sleep(0.5)
-    async with db.acquire() as conn:
-        for step in ("start", "progress", "complete"):
-            async with conn.transaction():
-                row = await db_tasks.lock_task(conn, task_id)
-                assert row is not None
-                if step == "start":
-                    await db_tasks.change_status(conn, row, Status.IN_PROGRESS)
-                elif step == "progress":
-                    await db_tasks.report_progress(conn, row, progress=50, state="half", worker_id="w")
-                else:
-                    await db_tasks.change_status(conn, row, Status.COMPLETED, progress=100, result={"ok": 1})
-            await asyncio.sleep(0.5)
-    response = await asyncio.wait_for(streaming, 10)
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/event-stream")
-    events = _parse_sse(response.text)
+    steps = ["start", "progress", "complete"]
+    events: list[tuple[str, dict[str, Any]]] = []
+    async with (
+        served(backends) as http,
+        asyncio.timeout(STREAM_S),
+        http.stream("GET", f"/tasks/{task_id}/stream") as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        async for block in _sse_blocks(response):
+            delivered = _parse_sse(block)
+            events += delivered
+            if delivered and steps:
+                await _advance(db, task_id, steps.pop(0))
     assert [(kind, data["status"]) for kind, data in events] == [
         ("status", "PENDING"), ("status", "IN_PROGRESS"), ("progress", "IN_PROGRESS"), ("status", "COMPLETED")
     ]
@@ -352,6 +381,17 @@ async def test_stream_of_a_terminal_task_ends_at_once(
     task_id = await park_task(db, Status.CANCELLED)
     response = await asyncio.wait_for(client.get(f"/tasks/{task_id}/stream"), 5)
     assert [data["status"] for _, data in _parse_sse(response.text)] == ["CANCELLED"]
+
+
+async def _sse_blocks(response: httpx.Response) -> AsyncIterator[str]:
+    """The stream's events as they arrive, one blank-line-terminated block at a time."""
+    lines: list[str] = []
+    async for line in response.aiter_lines():
+        if line:
+            lines.append(line)
+        elif lines:
+            yield "\n".join(lines)
+            lines = []
 
 
 def _parse_sse(text: str) -> list[tuple[str, dict[str, Any]]]:
