@@ -20,8 +20,7 @@ class Settings(BaseSettings):
 
     postgres_url: str = "postgresql://ast@127.0.0.1:5432/ast"
     rabbit_url: str = "amqp://guest:guest@127.0.0.1:5672/"
-    rabbit_vhost: str = ""
-    rabbit_management_url: str = ""
+    rabbit_vhost: str = Field(default="", max_length=255)
     rabbit_prefetch: int = Field(default=1, ge=1, le=50)
     rabbit_delivery_limit: int = Field(default=5, ge=1, le=100)
     max_retries: int = Field(default=3, ge=0, le=50)
@@ -69,8 +68,10 @@ class Settings(BaseSettings):
     @field_validator("rabbit_url")
     @classmethod
     def _amqp_scheme(cls, value: str) -> str:
-        if not value.startswith(("amqp://", "amqps://")):
-            raise ValueError("must be an amqp:// or amqps:// URL")
+        """One URL, or several comma-separated (the nodes of a cluster); each must be AMQP."""
+        urls = [part.strip() for part in value.split(",")]
+        if not all(url.startswith(("amqp://", "amqps://")) for url in urls):
+            raise ValueError("must be an amqp:// or amqps:// URL, or several separated by commas")
         return value
 
 

@@ -16,6 +16,7 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
+from service.broker.connection import connect_robust
 from service.broker.topology import declare_topology
 from service.config import Settings
 from service.errors import InfrastructureError
@@ -86,7 +87,7 @@ class BrokerLink:
                 backoff = min(_MAX_BACKOFF_S, backoff * 2)
 
     async def _connect_once(self) -> None:
-        connection = await aio_pika.connect_robust(self._settings.rabbit_url, timeout=10)
+        connection = await connect_robust(self._settings)
         try:
             channel = await connection.channel()
             await declare_topology(

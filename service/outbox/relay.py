@@ -17,6 +17,7 @@ import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 
+from service.broker.connection import connect
 from service.broker.topology import EVENTS_EXCHANGE, declare_topology
 from service.config import Settings
 from service.db.pool import create_pool
@@ -123,7 +124,7 @@ class OutboxRelay:
             self._listener = await asyncpg.connect(self._settings.postgres_url)
             await self._listener.add_listener("ast_outbox", self._on_notify)
         if self._channel is None or self._channel.is_closed:
-            self._connection = await aio_pika.connect(self._settings.rabbit_url, timeout=10)
+            self._connection = await connect(self._settings)
             self._channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
             await declare_topology(
                 self._channel,

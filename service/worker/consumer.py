@@ -19,6 +19,7 @@ import aiormq
 import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractQueue
 
+from service.broker.connection import connect
 from service.broker.topology import DEAD_LETTER_EXCHANGE, JOB_QUEUES, declare_topology
 from service.config import Settings
 from service.db.pool import create_pool
@@ -119,7 +120,7 @@ class Worker:
         await self._drain()
 
     async def _session(self) -> None:
-        connection = await aio_pika.connect(self.settings.rabbit_url, timeout=10)
+        connection = await connect(self.settings)
         try:
             channel = await connection.channel(publisher_confirms=True)
             await channel.set_qos(prefetch_count=self.settings.rabbit_prefetch)
