@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from service.models import TaskType
 from service.repo_url import redact_url, validate_ref, validate_repo_url
+
+_ALLOW_LOCAL_REPOS = "allow_local_repos"
 
 
 class _Payload(BaseModel):
@@ -47,8 +49,9 @@ class RepositoryPayload(_Payload):
 
     @field_validator("repo_url")
     @classmethod
-    def _safe_url(cls, value: str) -> str:
-        return validate_repo_url(value)
+    def _safe_url(cls, value: str, info: ValidationInfo) -> str:
+        allow_local = bool((info.context or {}).get(_ALLOW_LOCAL_REPOS, False))
+        return validate_repo_url(value, allow_local=allow_local)
 
     @field_validator("ref")
     @classmethod
@@ -74,9 +77,13 @@ PAYLOAD_MODELS: dict[TaskType, type[_Payload]] = {
 }
 
 
-def parse_payload(task_type: TaskType, payload: Any) -> _Payload:
-    """Raises pydantic's ValidationError (and ValueError) on a bad payload."""
-    return PAYLOAD_MODELS[task_type].model_validate(payload)
+def parse_payload(task_type: TaskType, payload: Any, *, allow_local_repos: bool = False) -> _Payload:
+    """Raises pydantic's ValidationError (and ValueError) on a bad payload.
+
+    `allow_local_repos` (`Settings.allow_local_repos`) lets a repoUrl name a local repository.
+    """
+    context = {_ALLOW_LOCAL_REPOS: allow_local_repos}
+    return PAYLOAD_MODELS[task_type].model_validate(payload, context=context)
 
 
 __all__ = [

@@ -3,14 +3,13 @@
 The API validates at submit (422) and the worker validates again before running git, so both
 share these rules. Git's transports are a large attack surface: `ext::` runs arbitrary commands,
 a leading `-` becomes a git or ssh option, and `file://` reads the worker's own disk. Only
-https, ssh and scp-like `user@host:path` URLs pass, plus local repositories when the operator
-sets `ALLOW_LOCAL_REPOS=1` (the tests do, as there is no network). Error messages never quote
-the URL itself, because it may carry credentials.
+https, ssh and scp-like `user@host:path` URLs pass, plus local repositories when the caller
+says so (the operator's `ALLOW_LOCAL_REPOS=1`, `Settings.allow_local_repos`; the tests set it, as
+there is no network). Error messages never quote the URL itself, because it may carry credentials.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
@@ -24,20 +23,17 @@ _SHA = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 _REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 
 
-def local_repos_allowed() -> bool:
-    """`ALLOW_LOCAL_REPOS` is read at call time so tests can flip it per case."""
-    return os.environ.get("ALLOW_LOCAL_REPOS", "").strip().lower() in {"1", "true", "yes", "on"}
+def validate_repo_url(url: str, *, allow_local: bool) -> str:
+    """Returns the URL unchanged when it is safe to hand to git, else raises ValueError.
 
-
-def validate_repo_url(url: str, *, allow_local: bool | None = None) -> str:
-    """Returns the URL unchanged when it is safe to hand to git, else raises ValueError."""
-    allow = local_repos_allowed() if allow_local is None else allow_local
+    `allow_local` lets file:// URLs and absolute paths through (`Settings.allow_local_repos`).
+    """
     _check_common(url)
     lowered = url.lower()
     if lowered.startswith(("https://", "ssh://")):
         _check_network_url(urlsplit(url))
     elif lowered.startswith("file://") or url.startswith("/"):
-        _check_local(url, allow)
+        _check_local(url, allow_local)
     elif _SCP_LIKE.match(url):
         _check_scp_like(url)
     else:

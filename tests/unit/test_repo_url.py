@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
+from service.config import Settings, describe_error
+from service.models import TaskType
+from service.payloads import parse_payload
 from service.repo_url import redact_text, redact_url, validate_ref, validate_repo_url
 
 pytestmark = pytest.mark.unit
@@ -49,12 +53,40 @@ def test_unsafe_urls_are_refused_even_with_local_repos_allowed(url: str, allow_l
 
 
 @pytest.mark.parametrize("url", ["file:///srv/repo", "/srv/repo", "FILE:///srv/repo"])
-def test_local_repositories_need_the_flag(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("ALLOW_LOCAL_REPOS", raising=False)
+def test_local_repositories_need_the_flag(url: str) -> None:
     with pytest.raises(ValueError, match="local repositories"):
-        validate_repo_url(url)
-    monkeypatch.setenv("ALLOW_LOCAL_REPOS", "1")
-    assert validate_repo_url(url) == url
+        validate_repo_url(url, allow_local=False)
+    assert validate_repo_url(url, allow_local=True) == url
+
+
+@pytest.mark.parametrize(("value", "allowed"), [(None, False), ("0", False), ("1", True), ("true", True)])
+def test_allow_local_repos_reaches_the_payload_check_through_settings(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, allowed: bool
+) -> None:
+    if value is None:
+        monkeypatch.delenv("ALLOW_LOCAL_REPOS", raising=False)
+    else:
+        monkeypatch.setenv("ALLOW_LOCAL_REPOS", value)
+    settings = Settings()
+    assert settings.allow_local_repos is allowed
+    local = {"repoUrl": "file:///srv/repo"}
+    if allowed:
+        parse_payload(TaskType.INITIALIZE_REPOSITORY, local, allow_local_repos=settings.allow_local_repos)
+    else:
+        with pytest.raises(ValidationError, match="local repositories"):
+            parse_payload(TaskType.INITIALIZE_REPOSITORY, local, allow_local_repos=settings.allow_local_repos)
+
+
+def test_payloads_refuse_local_repositories_unless_told() -> None:
+    with pytest.raises(ValidationError, match="local repositories"):
+        parse_payload(TaskType.INITIALIZE_REPOSITORY, {"repoUrl": "/srv/repo"})
+
+
+def test_a_bad_allow_local_repos_stops_the_process_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALLOW_LOCAL_REPOS", "maybe")
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    assert describe_error(caught.value).startswith("invalid configuration: ALLOW_LOCAL_REPOS:")
 
 
 def test_relative_file_url_is_refused_even_when_allowed() -> None:

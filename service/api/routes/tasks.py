@@ -45,10 +45,10 @@ def input_hash(body: TaskSubmit, payload: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _stored_payload(body: TaskSubmit) -> dict[str, Any]:
+def _stored_payload(body: TaskSubmit, *, allow_local_repos: bool) -> dict[str, Any]:
     """The validated payload in the form it is stored: credentials in a repoUrl are redacted."""
     try:
-        return parse_payload(body.type, body.payload).stored()
+        return parse_payload(body.type, body.payload, allow_local_repos=allow_local_repos).stored()
     except ValidationError as error:
         details = validation_details(error.errors())
         for item in details:
@@ -65,7 +65,7 @@ async def submit_task(
     idempotency_key: IdempotencyKey = None,
 ) -> TaskAccepted:
     """Writes the task, its first event and its job message in one transaction (202)."""
-    payload = _stored_payload(body)
+    payload = _stored_payload(body, allow_local_repos=settings.allow_local_repos)
     new = NewTask(body.type, payload, body.priority, settings.max_retries, input_hash(body, payload),
                   idempotency_key=idempotency_key)
     async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn, conn.transaction():

@@ -26,7 +26,7 @@ def job_for(task_type: TaskType, settings: Settings) -> Job:
             max_bytes=settings.clone_max_bytes,
             credential_helper=settings.git_credential_helper,
         )
-        return partial(initialize_repository, limits=limits)
+        return partial(initialize_repository, limits=limits, allow_local=settings.allow_local_repos)
     from service.worker.jobs.impact import initialize_impact_analysis
 
     return initialize_impact_analysis

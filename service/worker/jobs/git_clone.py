@@ -37,7 +37,6 @@ from pathlib import Path
 from service.errors import RetryableJobError, TerminalJobError
 from service.repo_url import (
     is_commit_sha,
-    local_repos_allowed,
     redact_text,
     url_secrets,
     validate_ref,
@@ -118,14 +117,16 @@ async def cloned_repository(
     temp_dir: Path,
     *,
     limits: CloneLimits | None = None,
-    allow_local: bool | None = None,
+    allow_local: bool,
 ) -> AsyncIterator[Checkout]:
-    """Clones `ref` (default branch when None) of `url`; the directory is gone on exit, whatever happens."""
-    allow = local_repos_allowed() if allow_local is None else allow_local
-    _validate(url, ref, allow)
+    """Clones `ref` (default branch when None) of `url`; the directory is gone on exit, whatever happens.
+
+    `allow_local` lets local repositories through (`Settings.allow_local_repos`).
+    """
+    _validate(url, ref, allow_local)
     workspace = await _create_workspace(temp_dir)
     try:
-        clone = _GitClone(url, ref, workspace.path, limits or CloneLimits(), allow)
+        clone = _GitClone(url, ref, workspace.path, limits or CloneLimits(), allow_local)
         yield await clone.run()
     finally:
         await asyncio.shield(asyncio.to_thread(workspace.remove))

@@ -13,15 +13,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
 
+from service.config import Settings
 from service.errors import RetryableJobError, TerminalJobError
 from service.graph.builder import link, list_source_files, parse_files
 from service.graph.model import ParsedFile, RepositoryGraph, SkippedFile
 from service.graph.store import ArtifactPointer, ArtifactStore
-from service.payloads import RepositoryPayload
+from service.models import TaskType
+from service.payloads import RepositoryPayload, parse_payload
 from service.repo_url import clone_url, redact_url
 from service.worker.context import TaskContext
 from service.worker.jobs.git_clone import CloneLimits, cloned_repository
@@ -32,14 +34,24 @@ MAX_SKIPPED_IN_RESULT = 1000
 _PARSE_START, _PARSE_END = 20, 80
 
 
-async def initialize_repository(ctx: TaskContext, *, limits: CloneLimits | None = None) -> dict[str, Any]:
-    """The job handler; raises RetryableJobError / TerminalJobError / TaskCancelled."""
-    payload = parse_repository_payload(ctx.payload)
+async def initialize_repository(
+    ctx: TaskContext, *, limits: CloneLimits | None = None, allow_local: bool | None = None
+) -> dict[str, Any]:
+    """The job handler; raises RetryableJobError / TerminalJobError / TaskCancelled.
+
+    `allow_local` is `Settings.allow_local_repos`: the worker passes its own (see `job_for`);
+    None reads it from the environment through `Settings`, for callers without the worker's
+    settings (unit tests and benchmarks that call the job directly).
+    """
+    if allow_local is None:
+        allow_local = Settings().allow_local_repos
+    payload = parse_repository_payload(ctx.payload, allow_local=allow_local)
     shown_url = redact_url(payload.repo_url)
     _log(ctx, "cloning", "cloning %s at %s", shown_url, payload.ref or "the default branch")
     await ctx.update(progress=5, state="cloning")
     url = clone_url(payload.repo_url)
-    async with cloned_repository(url, payload.ref, ctx.temp_dir, limits=limits) as checkout:
+    clone = cloned_repository(url, payload.ref, ctx.temp_dir, limits=limits, allow_local=allow_local)
+    async with clone as checkout:
         parsed = await _parse(ctx, checkout.path)
     await ctx.update(progress=_PARSE_END + 5, state="linking")
     graph = await asyncio.to_thread(link, parsed)
@@ -49,10 +61,11 @@ async def initialize_repository(ctx: TaskContext, *, limits: CloneLimits | None 
     return _result(shown_url, payload.ref, checkout.commit_sha, graph, pointer)
 
 
-def parse_repository_payload(payload: dict[str, Any]) -> RepositoryPayload:
+def parse_repository_payload(payload: dict[str, Any], *, allow_local: bool) -> RepositoryPayload:
     """Validates again in the worker; the message names the field, never the value (a URL)."""
     try:
-        return RepositoryPayload.model_validate(payload)
+        parsed = parse_payload(TaskType.INITIALIZE_REPOSITORY, payload, allow_local_repos=allow_local)
+        return cast(RepositoryPayload, parsed)
     except ValidationError as error:
         first = error.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "payload"
