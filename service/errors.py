@@ -7,10 +7,6 @@ class ServiceError(Exception):
     """Root of every error the service raises on purpose."""
 
 
-class ConfigError(ServiceError):
-    """A setting is missing or invalid; the process must not start."""
-
-
 class JobError(ServiceError):
     """A job failed. `code` is a short machine-readable reason stored on the task."""
 
@@ -57,7 +53,3 @@ class WaitForEvent(ServiceError):
         super().__init__(f"waiting for event {event_type}/{key}")
         self.event_type = event_type
         self.key = key
-
-
-class ShutdownHandBack(ServiceError):
-    """The worker is shutting down past its grace period: the task goes back to the queue."""

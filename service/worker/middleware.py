@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from service.errors import RetryableJobError, ShutdownHandBack, TaskCancelled, TerminalJobError, WaitForEvent
+from service.errors import RetryableJobError, TaskCancelled, TerminalJobError, WaitForEvent
 from service.worker.context import TaskContext
 
 Handler = Callable[[TaskContext], Awaitable[dict[str, Any]]]
@@ -41,7 +41,6 @@ def outcome_of(error: BaseException | None) -> str:
         (TaskCancelled, "cancelled"),
         (RetryableJobError, "retryable"),
         (TerminalJobError, "failed"),
-        (ShutdownHandBack, "handed_back"),
         (asyncio.CancelledError, "handed_back"),
     ]
     return next((label for kind, label in kinds if isinstance(error, kind)), "error")
