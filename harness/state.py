@@ -1,13 +1,18 @@
 """What the checker may look at, as plain frozen values: the rows of the contract's tables, the
 queues' depths and the DLQ's messages, the snapshot that holds them, and the status machine.
 
+The rows hold what the contract's "What the checker may read" names, and nothing the checker could
+come to rely on besides: no `dead_lettered` or `replayed_by` (the service's own bookkeeping; a
+replay is read off the new task's `replay_of`), no inbox. A few columns outside that list are
+kept as optional fields, filled only when the deployment has them, for the report and for
+evidence; no invariant may depend on them (each says so where it is declared).
+
 Pure: no driver is imported here (the unit test of imports checks it), so the checker and the
 report can read these types without PostgreSQL or RabbitMQ. `harness.observe` fills them in.
 
 The status machine is a copy of the contract's, not an import: the harness never imports the
 service, and this table is part of the contract.
 """
-
 
 from __future__ import annotations
 
@@ -38,10 +43,48 @@ LEGAL_MOVES: dict[str, frozenset[str]] = {
     "CANCELLED": frozenset(),
 }
 INITIAL_STATUS = "PENDING"
+RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"
+DELIVERY_LIMIT = "DELIVERY_LIMIT"
+DEAD_LETTER_CODES: frozenset[str] = frozenset({RETRIES_EXHAUSTED, DELIVERY_LIMIT})
+
+
+def reachable_statuses(moves: Mapping[str, frozenset[str]]) -> dict[str, frozenset[str]]:
+    """Every status reachable from each status by any path of moves, itself included."""
+    reach: dict[str, frozenset[str]] = {}
+    for start in moves:
+        found, frontier = {start}, [start]
+        while frontier:
+            for after in moves.get(frontier.pop(), frozenset()):
+                if after not in found:
+                    found.add(after)
+                    frontier.append(after)
+        reach[start] = frozenset(found)
+    return reach
+
+
+REACHABLE: dict[str, frozenset[str]] = reachable_statuses(LEGAL_MOVES)
+
+
+def can_follow(before: str, after: str, reachable: Mapping[str, frozenset[str]] = REACHABLE) -> bool:
+    """Whether a task seen in `before` may later be seen in `after`: a terminal status only in
+    itself; any other status in whatever the machine can reach from it. (With the contract's
+    machine every non-terminal status reaches every status, so only terminal ones can be left
+    "backwards".) A status the machine does not know is not judged here: invariant 4 judges moves."""
+    if before in TERMINAL:
+        return after == before
+    if before not in reachable or after not in reachable:
+        return True
+    return after in reachable[before]
 
 
 @dataclass(frozen=True)
 class TaskRow:
+    """A `tasks` row: the task fields, `version`, `idempotency_key`, `attempt`, `replay_of`.
+
+    `payload` is not a task field the contract names: it is read when the column exists, and only
+    the counts use it (to match a submit whose outcome was unknown with the task it created).
+    """
+
     task_id: str
     type: str
     status: str
@@ -55,15 +98,23 @@ class TaskRow:
     result: Any = None
     error: Any = None
     idempotency_key: str | None = None
-    dead_lettered: bool = False
     replay_of: str | None = None
-    replayed_by: str | None = None
     created_at: str | None = None
     updated_at: str | None = None
+
+    @property
+    def error_code(self) -> str | None:
+        """`error.code`, the contract's word for why a task failed; None without one."""
+        if isinstance(self.error, Mapping) and isinstance(self.error.get("code"), str):
+            return str(self.error["code"])
+        return None
 
 
 @dataclass(frozen=True)
 class EventRow:
+    """A `task_events` row. `state`, `worker_id` and `message` are outside the contract's list:
+    read when the deployment has them, for the report's timelines; no invariant uses them."""
+
     event_id: int
     task_id: str
     kind: str
@@ -80,31 +131,22 @@ class EventRow:
 
 @dataclass(frozen=True)
 class ResultRow:
-    result_id: int
+    """A `task_results` row: `task_id`, `created_at`; `result_id` and `worker_id` when present."""
+
     task_id: str
-    worker_id: str | None = None
     created_at: str | None = None
+    result_id: int | None = None
+    worker_id: str | None = None
 
 
 @dataclass(frozen=True)
 class OutboxRow:
-    outbox_id: int
-    message_id: str
-    exchange: str
-    routing_key: str
-    task_id: str | None = None
-    created_at: str | None = None
-    sent_at: str | None = None
-    attempts: int = 0
-    last_error: str | None = None
+    """An `outbox` row: `sent_at` (None: not sent yet); `outbox_id` and `task_id` when present,
+    as evidence only."""
 
-
-@dataclass(frozen=True)
-class InboxRow:
-    message_id: str
-    outcome: str
+    sent_at: str | None
+    outbox_id: int | None = None
     task_id: str | None = None
-    worker_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -140,7 +182,6 @@ class Snapshot:
     events: tuple[EventRow, ...] = ()
     results: tuple[ResultRow, ...] = ()
     outbox: tuple[OutboxRow, ...] = ()
-    inbox: tuple[InboxRow, ...] = ()
     queues: tuple[QueueDepth, ...] = ()
     dlq_messages: tuple[QueueMessage, ...] = ()
     dlq_complete: bool = True
@@ -158,6 +199,15 @@ class Snapshot:
         grouped: dict[str, list[EventRow]] = defaultdict(list)
         for event in sorted(self.events, key=lambda e: e.event_id):
             grouped[event.task_id].append(event)
+        return {k: tuple(v) for k, v in grouped.items()}
+
+    @cached_property
+    def replays_of(self) -> Mapping[str, tuple[str, ...]]:
+        """Each replayed task's replays (the tasks whose `replay_of` names it)."""
+        grouped: dict[str, list[str]] = defaultdict(list)
+        for task in self.tasks:
+            if task.replay_of is not None:
+                grouped[task.replay_of].append(task.task_id)
         return {k: tuple(v) for k, v in grouped.items()}
 
     @cached_property

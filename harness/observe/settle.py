@@ -29,7 +29,7 @@ async def take_snapshot(
     if isinstance(pg, BaseException):
         values["postgres_error"] = f"{type(pg).__name__}: {pg}"
     else:
-        values.update(tasks=pg.tasks, events=pg.events, results=pg.results, outbox=pg.outbox, inbox=pg.inbox)
+        values.update(tasks=pg.tasks, events=pg.events, results=pg.results, outbox=pg.outbox)
     if isinstance(rabbit, BaseException):
         values["rabbitmq_error"] = f"{type(rabbit).__name__}: {rabbit}"
         values["dlq_complete"] = False
