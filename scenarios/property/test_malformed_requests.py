@@ -5,7 +5,8 @@ statuses that request must get (a 4xx: 422 for bad input, 413 over the body limi
 that names no task), never a 2xx and never a 5xx; the body is
 `{"error": {"code": str, "message": str, "details": ...}}`; and the rows of `tasks`,
 `task_events` and `outbox` are exactly as many as before. Each test starts from a clean state, so
-nothing else writes while it runs.
+nothing else writes while it runs. Every request is recorded in the test's history and the
+invariants are checked after the test, as in every suite, so the verdicts join the run record.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness.client import RecordingTransport
+from harness.history import History
 from harness.stack.base import StackEndpoints
 from harness.stack.readiness import run_sync
 from scenarios.property.limits import MALFORMED_EXAMPLES
@@ -67,11 +70,20 @@ class RowCounts:
         return run_sync(count(), own_thread=True)
 
 
+@pytest.fixture(autouse=True)
+def _invariants(clean_state: StackEndpoints, invariants: None) -> None:
+    """Checked after the state was cleaned for this test, so only this test's requests are judged."""
+
+
 @pytest.fixture
-def raw_api(clean_state: StackEndpoints) -> Iterator[httpx.Client]:
-    """Plain httpx, not the harness client: these requests are not what the client can send."""
+def raw_api(clean_state: StackEndpoints, history: History) -> Iterator[httpx.Client]:
+    """Raw httpx, not the typed client (these requests are not what it can send), on the recording
+    transport, so every malformed request and its refusal land in the test's history."""
     headers = {"Authorization": f"Bearer {clean_state.api_token}"} if clean_state.api_token else {}
-    with httpx.Client(base_url=clean_state.api_url, headers=headers, timeout=30) as client:
+    transport = RecordingTransport(httpx.HTTPTransport(), history, process="malformed")
+    with httpx.Client(
+        base_url=clean_state.api_url, headers=headers, timeout=30, transport=transport
+    ) as client:
         yield client
 
 

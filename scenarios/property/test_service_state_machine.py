@@ -18,7 +18,6 @@ import itertools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -36,12 +35,13 @@ from hypothesis.stateful import (
 
 from harness.checker import Expectations, Verdict, check_all
 from harness.client import CallResult, ServiceClient
-from harness.history import History
 from harness.observe.settle import wait_until_settled
+from harness.pytest_plugin import suite_name
+from harness.record import RunWriter
 from harness.stack.base import StackEndpoints
 from harness.stack.readiness import run_sync
 from harness.stack.reset import reset_service_state
-from harness.state import Snapshot
+from harness.state import Settled, Snapshot
 from scenarios.e2e.helpers import dlq_task_ids
 from scenarios.property.limits import STATE_MACHINE_EXAMPLES, STATE_MACHINE_STEPS
 from scenarios.property.model import (
@@ -97,7 +97,8 @@ class MachineEnv:
     """What every program of one test shares: the stack, where histories go, the example count."""
 
     endpoints: StackEndpoints
-    history_dir: Path
+    writer: RunWriter
+    test_name: str
     counter: ExampleCounter
     numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     races: dict[str, int] = field(default_factory=dict)
@@ -113,7 +114,8 @@ class ServiceMachine(RuleBasedStateMachine):
         self.env.counter.examples += 1
         number = next(self.env.numbers)
         run_sync(_clean(self.env.endpoints), own_thread=True)
-        self.history = History(self.env.history_dir / f"program-{number:03d}.history.jsonl")
+        self.name = f"{self.env.test_name}[program-{number:03d}]"
+        self.history = self.env.writer.history(self.name)
         endpoints = self.env.endpoints
         self.client = ServiceClient(
             endpoints.api_url, self.history, token=endpoints.api_token, process="machine"
@@ -223,9 +225,9 @@ class ServiceMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         self.env.counter.steps += max(0, self._reads - 1)
         try:
-            snapshot = self._settle()
-            self._check_final_statuses(snapshot)
-            self._check_invariants(snapshot)
+            settled = self._settle()
+            self._check_invariants(settled)
+            self._check_final_statuses(settled.snapshot)
         finally:
             self.client.close()
             self.history.close()
@@ -282,7 +284,7 @@ class ServiceMachine(RuleBasedStateMachine):
                 assert time.monotonic() < deadline, f"{task_id} still {status} after {WAIT_TIMEOUT_S}s"
                 time.sleep(POLL_S)
 
-    def _settle(self) -> Snapshot:
+    def _settle(self) -> Settled:
         endpoints = self.env.endpoints
         settled = run_sync(
             wait_until_settled(
@@ -292,7 +294,7 @@ class ServiceMachine(RuleBasedStateMachine):
             own_thread=True,
         )
         assert settled.settled, f"not settled after {settled.waited_s:.0f}s: {settled.reasons}"
-        return settled.snapshot
+        return settled
 
     def _check_final_statuses(self, snapshot: Snapshot) -> None:
         rows = {row.task_id: row for row in snapshot.tasks}
@@ -302,8 +304,10 @@ class ServiceMachine(RuleBasedStateMachine):
         wrong = [w for w in wrong if w]
         assert not wrong, "final states differ from the model:\n" + "\n".join(wrong)
 
-    def _check_invariants(self, snapshot: Snapshot) -> None:
-        verdict = check_all(self.history, snapshot, Expectations(waiting=self.model.waiting_ids()))
+    def _check_invariants(self, settled: Settled) -> None:
+        """Judged like every other test: the program's verdict and snapshot join the run record."""
+        verdict = check_all(self.history, settled.snapshot, Expectations(waiting=self.model.waiting_ids()))
+        self.env.writer.check(self.name, suite_name(), verdict, settled=settled, history=self.history.path)
         assert verdict.valid == "held", _explain(verdict)
 
 
@@ -372,10 +376,12 @@ def _show(result: CallResult) -> str:
 
 
 def test_random_programs_end_as_the_model_predicts(
-    clean_state: StackEndpoints, run_dir: Path, example_counter: ExampleCounter
+    request: pytest.FixtureRequest,
+    clean_state: StackEndpoints,
+    run_writer: RunWriter,
+    example_counter: ExampleCounter,
 ) -> None:
-    history_dir = run_dir / "property" / "state-machine"
-    ServiceMachine.env = MachineEnv(clean_state, history_dir, example_counter)
+    ServiceMachine.env = MachineEnv(clean_state, run_writer, request.node.nodeid, example_counter)
     try:
         run_state_machine_as_test(
             ServiceMachine,
@@ -389,4 +395,4 @@ def test_random_programs_end_as_the_model_predicts(
             ),
         )
     finally:
-        example_counter.extra.update(history_dir=str(history_dir), races=ServiceMachine.env.races)
+        example_counter.extra.update(races=ServiceMachine.env.races)
