@@ -194,3 +194,27 @@ def test_check_without_a_target_tells_the_user_to_run_harness_up(
     assert result.exit_code == 2
     assert "harness up" in result.output
     assert "--target" in result.output
+
+
+def test_a_gate_asked_for_a_suite_with_no_test_fails_saying_which(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`harness gate --suites drills` before any drill exists: exit 1, and a line naming the suite."""
+    from typer.testing import CliRunner
+
+    import harness.commands.gate as gate_command
+    from harness.cli import app
+    from harness.record import RunReader
+
+    monkeypatch.setattr(gate_command, "project_root", lambda: tmp_path)
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(
+        app, ["gate", "--suites", "drills", "--run-dir", str(run_dir)], env={"COLUMNS": "200"}
+    )
+
+    assert result.exit_code == 1, result.output
+    assert "suite drills failed: no tests: scenarios/drills hold none" in result.output
+    results = RunReader(run_dir).results()
+    assert results is not None
+    assert not results.passed
+    assert results.verdict.valid == "unknown"
