@@ -171,11 +171,11 @@ def invariants(
     request: pytest.FixtureRequest, endpoints: StackEndpoints, history: History, run_writer: RunWriter
 ) -> Iterator[None]:
     """After the test body, and after every fixture the test asked for has been torn down (paused
-    workers resumed), let the system settle and check the 11 invariants over this test's history.
+    workers resumed), let the system settle and check the invariants over this test's history.
 
     The verdict goes to `<run>/checks.jsonl` and the snapshot it judged to `<run>/snapshots/`; an
-    invariant not held fails the test at teardown
-    with the verdict table, the taskIds and the evidence. Use it autouse in suites that drive the
+    invariant not held fails the test at teardown with the verdict table, the taskIds and the
+    evidence. Use it autouse in suites that drive the
     service through the `history`; not in suites that plant violations on purpose.
     """
     yield

@@ -1,7 +1,7 @@
 """`harness check`: the invariant check alone, against a running deployment.
 
 It judges what is there now: it waits (bounded) for the deployment to settle, snapshots
-PostgreSQL and RabbitMQ, and runs the 11 invariants over the snapshot and, when given, the
+PostgreSQL and RabbitMQ, and runs the 12 invariants over the snapshot and, when given, the
 recorded history of the run that drove it. Without a history every task in the database is
 judged, and any WAITING_FOR_EVENT task is allowed (no scenario says which were meant to wait).
 """
@@ -66,7 +66,7 @@ def check(
     run_dir: RunDirOption = None,
     settle: SettleOption = 60.0,
 ) -> None:
-    """Check the 11 invariants on a deployment; writes results.json; exit 0 iff every one held."""
+    """Check the 12 invariants on a deployment; writes the run record; exit 0 iff every one held."""
     from harness.history import History, load_history
     from harness.live_check import check_deployment
     from harness.stack.readiness import run_sync
