@@ -23,6 +23,7 @@ SeriesKind = Literal["line", "step", "dots"]
 PALETTE = ("#2563eb", "#16a34a", "#d97706", "#9333ea", "#0891b2", "#db2777", "#65a30d", "#475569")
 FAULT_FILL = "#ef4444"
 MAX_DOTS = 3000
+LEGEND_ROW = 16
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,11 @@ class Series:
     link_prefix: str = ""
     labels: Sequence[str] = ()
     radius: float = 2.6
+    dash: str = ""
+    width: float = 1.8
+
+
+LegendItem = tuple[float, int, Series]
 
 
 @dataclass(frozen=True)
@@ -108,12 +114,17 @@ def format_value(value: float, unit: str) -> str:
 
 def bin_rate(times: Iterable[float], axis: TimeAxis, bin_s: float) -> list[Point]:
     """Events per second in consecutive bins of `bin_s`, each point at its bin's middle."""
+    return bin_sum(((t, 1.0) for t in times), axis, bin_s)
+
+
+def bin_sum(amounts: Iterable[Point], axis: TimeAxis, bin_s: float) -> list[Point]:
+    """(time, amount) summed per bin of `bin_s` and divided by it: amounts per second."""
     bins = max(1, math.ceil(axis.span / bin_s))
-    counts = [0] * bins
-    for t in times:
+    totals = [0.0] * bins
+    for t, amount in amounts:
         if axis.start <= t <= axis.end:
-            counts[min(int((t - axis.start) // bin_s), bins - 1)] += 1
-    return [(axis.start + (i + 0.5) * bin_s, c / bin_s) for i, c in enumerate(counts)]
+            totals[min(int((t - axis.start) // bin_s), bins - 1)] += amount
+    return [(axis.start + (i + 0.5) * bin_s, total / bin_s) for i, total in enumerate(totals)]
 
 
 def binned_quantile(points: Iterable[Point], axis: TimeAxis, bin_s: float, q: float) -> list[Point]:
@@ -143,8 +154,11 @@ def time_chart(
     shades: Sequence[Shade] = (),
     height: int = 200,
 ) -> str:
-    """One chart on the shared time axis: grid, y ticks with `unit`, shaded windows, series, legend."""
-    frame = _Frame(axis, height, _y_max(series))
+    """One chart on the shared time axis: grid, y ticks with `unit`, shaded windows, series, and a
+    legend above the plot that wraps onto more rows (the chart grows by them) when names are long."""
+    rows = legend_rows(axis, series)
+    height += LEGEND_ROW * (len(rows) - 1)
+    frame = _Frame(axis, height, _y_max(series), top=26 + LEGEND_ROW * (len(rows) - 1))
     parts = [
         f'<svg class="chart" viewBox="0 0 {axis.width} {height}" role="img" aria-label="{escape(title)}">',
         f"<title>{escape(title)}</title>",
@@ -152,10 +166,24 @@ def time_chart(
         *frame.x_grid(),
         *(frame.shade(s) for s in shades),
         *(frame.draw(s) for s in series),
-        frame.legend(series),
+        frame.legend(rows),
         "</svg>",
     ]
     return "\n".join(parts)
+
+
+def legend_rows(axis: TimeAxis, series: Sequence[Series]) -> list[list[LegendItem]]:
+    """Legend items as (x, row, series), wrapped at the plot's right edge."""
+    rows: list[list[LegendItem]] = [[]]
+    x = float(axis.left)
+    for s in series:
+        width = 24 + sum(7.6 if c.isupper() else 6.4 for c in s.name)
+        if rows[-1] and x + width > axis.width - axis.right:
+            rows.append([])
+            x = float(axis.left)
+        rows[-1].append((x, len(rows) - 1, s))
+        x += width
+    return rows
 
 
 def _y_max(series: Sequence[Series]) -> float:
@@ -217,9 +245,11 @@ class _Frame:
         coords = self._path_coords(series)
         if not coords:
             return ""
+        dash = f' stroke-dasharray="{series.dash}"' if series.dash else ""
         return (
-            f'<polyline class="series" fill="none" stroke="{series.color}" stroke-width="1.8" '
-            f'stroke-linejoin="round" points="{coords}"><title>{escape(series.name)}</title></polyline>'
+            f'<polyline class="series" fill="none" stroke="{series.color}" '
+            f'stroke-width="{series.width}"{dash} stroke-linejoin="round" points="{coords}">'
+            f"<title>{escape(series.name)}</title></polyline>"
         )
 
     def _path_coords(self, series: Series) -> str:
@@ -245,15 +275,17 @@ class _Frame:
             dots.append(circle)
         return f'<g class="dots">{"".join(dots)}</g>'
 
-    def legend(self, series: Sequence[Series]) -> str:
-        x = float(self.axis.left)
+    def legend(self, rows: Sequence[Sequence[LegendItem]]) -> str:
         items = []
-        for s in series:
-            items.append(
-                f'<rect x="{x:.0f}" y="8" width="10" height="10" rx="2" fill="{s.color}"/>'
-                f'<text class="legend" x="{x + 14:.0f}" y="17">{escape(s.name)}</text>'
+        for x, row, s in (item for items_of_row in rows for item in items_of_row):
+            y = 8 + LEGEND_ROW * row
+            swatch = (
+                f'<line x1="{x:.0f}" x2="{x + 10:.0f}" y1="{y + 5}" y2="{y + 5}" stroke="{s.color}" '
+                f'stroke-width="2.5" stroke-dasharray="{s.dash}"/>'
+                if s.dash
+                else f'<rect x="{x:.0f}" y="{y}" width="10" height="10" rx="2" fill="{s.color}"/>'
             )
-            x += 24 + 7.2 * len(s.name)
+            items.append(f'{swatch}<text class="legend" x="{x + 14:.0f}" y="{y + 9}">{escape(s.name)}</text>')
         return f'<g class="legend">{"".join(items)}</g>'
 
 
