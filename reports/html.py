@@ -8,6 +8,7 @@ can be attached to a CI job, mailed or opened years later and still read the sam
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -17,18 +18,21 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
+from harness.state import DLQ, queue_kind
 from reports.charts import (
     PALETTE,
     Series,
     Shade,
     TimeAxis,
     bin_rate,
+    bin_sum,
     binned_quantile,
     choose_bin,
     status_bar,
     time_chart,
 )
 from reports.model import RunReport, load_run
+from reports.series import Point, job_of, queue_depths, task_counts, terminal_growth
 from reports.timelines import task_anchor
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -69,22 +73,36 @@ def render(report: RunReport) -> str:
         lstrip_blocks=True,
     )
     env.filters.update(
-        duration=fmt_duration, clock=fmt_clock, bytes=fmt_bytes, anchor=task_anchor, since=_since(report)
+        duration=fmt_duration,
+        clock=fmt_clock,
+        bytes=fmt_bytes,
+        anchor=task_anchor,
+        since=_since(report),
+        short=fmt_short,
     )
     return env.get_template("report.html.j2").render(
         r=report,
         charts=build_charts(report),
+        open_timelines=open_timelines(report),
         status_colors=STATUS_COLORS,
         status_bar=Markup(status_bar(report.status_counts, STATUS_COLORS)),
         generated_at=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     )
 
 
+def open_timelines(report: RunReport) -> int:
+    """How many timelines open unfolded: those of tasks a violation names (up to 5), else the
+    first one, so a reader sees what a timeline holds without a click."""
+    broken = sum(1 for t in report.timelines if t.broken)
+    return min(broken, 5) if broken else min(1, len(report.timelines))
+
+
 # --- charts -------------------------------------------------------------------------------------
 
 
 def build_charts(report: RunReport) -> list[ChartView]:
-    """Throughput, latency and queue depths on one time axis, fault windows shaded in each."""
+    """Throughput, latency, queue depths and tasks by status on one time axis (one x position is
+    one instant in every chart), fault windows shaded in each."""
     span = report.time_range
     if span is None:
         return []
@@ -92,31 +110,35 @@ def build_charts(report: RunReport) -> list[ChartView]:
     axis = TimeAxis(start, max(end, start + 1.0))
     shades = [Shade(f.start, f.end, f.name) for f in report.faults]
     charts = [_throughput_chart(report, axis, shades), _latency_chart(report, axis, shades)]
-    if report.queue_samples:
-        charts.append(_queue_chart(report, axis, shades))
+    depths = queue_depths(report.samples)
+    if depths:
+        charts.append(_queue_chart(depths, axis, shades))
+    counts = task_counts(report.samples)
+    if counts:
+        charts.append(_tasks_chart(counts, axis, shades))
     return charts
 
 
 def _throughput_chart(report: RunReport, axis: TimeAxis, shades: Sequence[Shade]) -> ChartView:
+    """Accepted submits from the histories; tasks reaching a terminal status from the samples (the
+    growth of terminal tasks), else, with no samples, from the tasks' own terminal times."""
     bin_s = choose_bin(axis)
     submits = [r for r in report.requests if r.f == "submit"]
-    series = [
-        Series(
-            "accepted (202)",
-            bin_rate((r.done_at for r in submits if r.outcome == "ok"), axis, bin_s),
-            PALETTE[0],
-        ),
-        Series(
-            "reached terminal", bin_rate((p.terminal_at for p in report.latencies), axis, bin_s), PALETTE[1]
-        ),
-    ]
+    accepted = bin_rate((r.done_at for r in submits if r.outcome == "ok"), axis, bin_s)
+    series = [Series("accepted (202)", accepted, PALETTE[0])]
+    if report.samples:
+        terminal = bin_sum(terminal_growth(report.samples), axis, bin_s)
+        source = "terminal: growth between samples"
+    else:
+        terminal = bin_rate((p.terminal_at for p in report.latencies), axis, bin_s)
+        source = "terminal: each task's terminal time"
+    series.append(Series("reached terminal", terminal, PALETTE[1]))
     refused = [r.done_at for r in submits if r.outcome != "ok"]
     if refused:
         series.append(Series("submit refused or unknown", bin_rate(refused, axis, bin_s), "#dc2626"))
-    caption = f"tasks per second, in {fmt_duration(bin_s)} bins"
-    return ChartView(
-        "Throughput", caption, Markup(time_chart(axis, series, title="Throughput", unit="/s", shades=shades))
-    )
+    caption = f"tasks per second, in {fmt_duration(bin_s)} bins; {source}"
+    svg = time_chart(axis, series, title="Throughput", unit="/s", shades=shades)
+    return ChartView("Throughput", caption, Markup(svg))
 
 
 def _latency_chart(report: RunReport, axis: TimeAxis, shades: Sequence[Shade]) -> ChartView:
@@ -144,28 +166,43 @@ def _latency_chart(report: RunReport, axis: TimeAxis, shades: Sequence[Shade]) -
     if p95:
         series.append(Series("p95", p95, "#0f172a"))
     caption = f"submit → terminal per task ({len(points)} tasks), by submit time; p95 per bin"
-    return ChartView(
-        "Latency", caption, Markup(time_chart(axis, series, title="Latency", unit=unit, shades=shades))
-    )
+    svg = time_chart(axis, series, title="Latency", unit=unit, shades=shades)
+    return ChartView("Latency", caption, Markup(svg))
 
 
-def _queue_chart(report: RunReport, axis: TimeAxis, shades: Sequence[Shade]) -> ChartView:
-    names = list(dict.fromkeys(n for s in report.queue_samples for n in s.depths))
+def _queue_style(name: str, jobs: list[str]) -> tuple[str, str, float]:
+    """(colour, dash, width): a job queue its own colour, its retry queues the same colour dashed,
+    the DLQ red and heavier, anything else grey."""
+    job = job_of(name) or name
+    if job in jobs:
+        return PALETTE[jobs.index(job) % len(PALETTE)], "5 3" if job != name else "", 1.8
+    return ("#dc2626", "", 2.6) if name == DLQ else (PALETTE[-1], "2 2", 1.4)
+
+
+def _queue_chart(depths: dict[str, list[Point]], axis: TimeAxis, shades: Sequence[Shade]) -> ChartView:
+    """Every job queue and the DLQ, and each retry or other queue that ever held a message."""
+    jobs = [n for n in depths if queue_kind(n) == "job"]
+    shown = [n for n in depths if n in jobs or n == DLQ or any(v for _, v in depths[n])]
+    series = []
+    for name in shown:
+        color, dash, width = _queue_style(name, jobs)
+        series.append(Series(name, depths[name], color, kind="step", dash=dash, width=width))
+    samples = len(next(iter(depths.values())))
+    empty = len(depths) - len(shown)
+    caption = f"messages ready + unacknowledged per queue, {samples} samples"
+    caption += f"; {empty} queue(s) that never held a message not drawn" if empty else ""
+    svg = time_chart(axis, series, title="Queue depths", unit="msgs", shades=shades)
+    return ChartView("Queue depths", caption, Markup(svg))
+
+
+def _tasks_chart(counts: dict[str, list[Point]], axis: TimeAxis, shades: Sequence[Shade]) -> ChartView:
     series = [
-        Series(
-            name,
-            [(s.t, float(s.depths.get(name, 0))) for s in report.queue_samples],
-            PALETTE[i % len(PALETTE)],
-            kind="step",
-        )
-        for i, name in enumerate(names)
+        Series(status, points, STATUS_COLORS.get(status, PALETTE[-1]), kind="step")
+        for status, points in counts.items()
     ]
-    caption = f"messages ready + unacknowledged, {len(report.queue_samples)} samples"
-    return ChartView(
-        "Queue depths",
-        caption,
-        Markup(time_chart(axis, series, title="Queue depths", unit="msgs", shades=shades)),
-    )
+    caption = "tasks in the database by status, per sample (tables are emptied before each test)"
+    svg = time_chart(axis, series, title="Tasks by status", unit="", shades=shades)
+    return ChartView("Tasks by status", caption, Markup(svg))
 
 
 # --- formatting filters -------------------------------------------------------------------------
@@ -188,6 +225,12 @@ def fmt_clock(epoch_s: float | None) -> str:
     if epoch_s is None:
         return "–"
     return time.strftime("%H:%M:%S", time.localtime(epoch_s)) + f".{int(epoch_s % 1 * 1000):03d}"
+
+
+def fmt_short(value: object, limit: int = 240) -> str:
+    """Evidence as one short line: people scan it, they do not parse it."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str, separators=(", ", ": "))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def fmt_bytes(size: int) -> str:

@@ -1,42 +1,49 @@
-"""A run directory (`reports/out/<run>/`) read into one typed view model for the HTML report.
+"""A run directory read into one view model for the HTML report, through the run record only.
 
-Every input is optional and may be half written: a run killed mid-way, a gate that never got
-to its drills, a results.json from before a key existed. So each reader here answers "nothing"
-rather than raising, and what it could not read is listed in `RunReport.problems`, which the
-report shows: a report that hides a missing input would look like a pass.
+Every record file is read by `harness.record.RunReader` into its record type; nothing here parses
+JSON or guesses a key. A directory of another record schema is refused by the reader (RecordError,
+one line) before anything is read. Within a run of this schema every file is still optional: a
+run killed half way, a pytest run with no results.json, a gate that never got to its drills. What
+is missing or could not be read is listed in `RunReport.problems`, which the report shows next to
+the verdict, and a record file that could not be read makes the verdict UNKNOWN at best: a
+report that hides a missing input would look like a pass.
 
-Inputs, all under the run directory:
-- `history.jsonl`, `histories/*.jsonl`: operations (harness/history.py);
-- `results.json`: the checker's verdict (harness/verdict.py), maybe `suites`, `checks`, `timings`;
-- `snapshot.json` (or a `snapshot` in results.json holding lists): `{"tasks": [...], "events":
-  [...]}`, rows in snake_case or camelCase, for timelines and completion times;
-- `checks.jsonl` (harness.verdict.check_record lines), `junit.xml`, `junit/*.xml` and the JUnit
-  files results.json's suites name, `logs/*.log`, `stacks/*/logs/*.log`;
-- `queue_depths.jsonl`: `{"t": epoch s, "queues": {name: depth}}`;
-- `faults.jsonl`: `{"name", "start", "end"}` in epoch seconds (`end` null: never healed).
+Not record files, and read here: JUnit XML (`junit.xml`, `junit/*.xml` and the files the suites
+name) and the process logs (`RunLayout.log_files()`).
 """
 
 from __future__ import annotations
 
-import json
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal, TypeVar
 
-from harness.history import load_history
-from harness.state import Snapshot
+from harness.record import RecordError, RunReader
+from harness.record.records import (
+    CheckRecord,
+    FaultWindow,
+    InvariantRecord,
+    RunManifest,
+    RunResults,
+    Sample,
+    SettleRecord,
+    SnapshotRecord,
+    SuiteResult,
+    VerdictRecord,
+    merge_checks,
+)
 from reports.timelines import (
+    FinalState,
     LatencyPoint,
     RequestView,
     TaskTimeline,
     build_timelines,
-    field_of,
     latencies,
     order_and_cap,
-    parse_time,
     requests_of,
     status_counts,
 )
@@ -44,27 +51,7 @@ from reports.timelines import (
 LOG_TAIL_BYTES = 2_000_000
 
 Verdict = Literal["PASS", "FAIL", "UNKNOWN"]
-
-
-@dataclass(frozen=True)
-class ViolationView:
-    task_ids: tuple[str, ...]
-    message: str
-    evidence: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(frozen=True)
-class InvariantView:
-    number: int
-    name: str
-    status: str
-    note: str = ""
-    violation_count: int = 0
-    violations: tuple[ViolationView, ...] = ()
-
-    @property
-    def task_ids(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(t for v in self.violations for t in v.task_ids))
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -78,8 +65,8 @@ class TestCaseView:
 
 @dataclass(frozen=True)
 class SuiteView:
-    """A suite's totals; `status` is the gate's word for it (a suite can time out with no test
-    failed), else derived from the counts."""
+    """A suite's totals, from results.json's SuiteResult (the gate's word: a suite can time out
+    with no test failed) or, without one, from its JUnit file."""
 
     name: str
     passed: int
@@ -90,35 +77,22 @@ class SuiteView:
     note: str = ""
     junit: str | None = None
 
+    @classmethod
+    def of(cls, suite: SuiteResult) -> SuiteView:
+        return cls(
+            name=suite.name,
+            passed=suite.tests.passed,
+            failed=suite.tests.failed + suite.tests.errors,
+            skipped=suite.tests.skipped,
+            duration_s=suite.duration_s,
+            status=suite.status,
+            note=suite.note,
+            junit=suite.junit,
+        )
+
     @property
     def ok(self) -> bool:
         return not self.failed and self.status not in {"failed", "timeout"}
-
-
-@dataclass(frozen=True)
-class CheckView:
-    """One per-test verdict line (checks.jsonl or results.json `checks`)."""
-
-    name: str
-    verdict: str
-    broken: tuple[InvariantView, ...] = ()
-
-    @property
-    def held(self) -> bool:
-        return self.verdict.lower() in {"held", "pass", "passed", "true", "ok"}
-
-
-@dataclass(frozen=True)
-class FaultWindow:
-    name: str
-    start: float
-    end: float | None
-
-
-@dataclass(frozen=True)
-class QueueSample:
-    t: float
-    depths: Mapping[str, int]
 
 
 @dataclass(frozen=True)
@@ -135,46 +109,79 @@ class RunReport:
     """Everything the report shows, already joined; the template only formats it."""
 
     run_dir: Path
-    valid: str | None = None
-    gate: str | None = None
-    reasons: list[str] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=dict)
-    invariants: list[InvariantView] = field(default_factory=list)
-    settle: dict[str, Any] = field(default_factory=dict)
+    manifest: RunManifest
+    results: RunResults | None = None
+    checks: list[CheckRecord] = field(default_factory=list)
     suites: list[SuiteView] = field(default_factory=list)
     failed_tests: list[TestCaseView] = field(default_factory=list)
-    checks: list[CheckView] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
     requests: list[RequestView] = field(default_factory=list)
+    final: FinalState = field(default_factory=FinalState)
     timelines: list[TaskTimeline] = field(default_factory=list)
     hidden_timelines: int = 0
     latencies: list[LatencyPoint] = field(default_factory=list)
     status_counts: dict[str, int] = field(default_factory=dict)
+    client_only_tasks: int = 0
     faults: list[FaultWindow] = field(default_factory=list)
-    queue_samples: list[QueueSample] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
     logs: list[LogView] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+
+    @property
+    def run_verdict(self) -> VerdictRecord | None:
+        """The run's checker verdict: results.json's, else every per-test check merged; None when
+        nothing was checked."""
+        if self.results is not None:
+            return self.results.verdict
+        return merge_checks(self.checks) if self.checks else None
+
+    @property
+    def failures(self) -> list[str]:
+        """Why the run failed; empty when nothing says it did."""
+        out = []
+        if self.results is not None and not self.results.passed:
+            out.append("results.json says the run did not pass")
+        if self.run_verdict is not None and self.run_verdict.valid == "broken":
+            out.append("an invariant is broken")
+        out += [f"check of {c.name} is broken" for c in self.checks if c.verdict.valid == "broken"]
+        out += [f"suite {s.name} {s.status or 'failed'}" for s in self.suites if not s.ok]
+        out += [f"test {t.name} failed" for t in self.failed_tests]
+        return out
 
     @property
     def verdict(self) -> Verdict:
-        """FAIL when an invariant broke (in the run's check or any test's) or a test failed;
-        PASS needs evidence that the invariants held, never just the absence of a failure."""
-        failed_tests = any(not s.ok for s in self.suites) or self.failed_tests
-        if self.valid == "broken" or failed_tests or any(c.verdict == "broken" for c in self.checks):
+        """FAIL when anything says so (results.passed false, a broken invariant in the run's verdict
+        or any test's, a failed suite or test); PASS needs evidence that the invariants held and
+        every record file read; anything else is UNKNOWN."""
+        if self.failures:
             return "FAIL"
-        if self.gate == "fail":
-            return "FAIL"
-        if self.valid == "held" or (self.valid is None and self.checks and all(c.held for c in self.checks)):
-            return "PASS"
-        return "UNKNOWN"
+        held = self.run_verdict is not None and self.run_verdict.valid == "held"
+        return "PASS" if held and not self.unreadable else "UNKNOWN"
 
     @property
-    def failing_checks(self) -> list[CheckView]:
-        return [c for c in self.checks if not c.held]
+    def invariants(self) -> tuple[InvariantRecord, ...]:
+        return self.run_verdict.invariants if self.run_verdict is not None else ()
 
     @property
-    def broken(self) -> list[InvariantView]:
+    def broken(self) -> list[InvariantRecord]:
         return [i for i in self.invariants if i.status == "broken"]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return dict(self.run_verdict.counts) if self.run_verdict is not None else {}
+
+    @property
+    def settle(self) -> SettleRecord | None:
+        return self.results.settle if self.results is not None else None
+
+    @property
+    def failing_checks(self) -> list[CheckRecord]:
+        return [c for c in self.checks if c.verdict.valid != "held"]
+
+    @property
+    def final_statuses_known(self) -> bool:
+        """Whether the status bar counts snapshots' final statuses (else only client observations)."""
+        return bool(self.final.tasks)
 
     @property
     def run_name(self) -> str:
@@ -184,195 +191,94 @@ class RunReport:
     def time_range(self) -> tuple[float, float] | None:
         """First and last wall time seen in any timed input: the report's shared time axis."""
         times = [t for r in self.requests for t in (r.invoked_at, r.done_at)]
-        times += [s.t for s in self.queue_samples]
+        times += [s.t for s in self.samples]
         times += [t for f in self.faults for t in (f.start, f.end) if t is not None]
         times += [p.terminal_at for p in self.latencies]
         times = [t for t in times if t > 0]
         return (min(times), max(times)) if times else None
 
 
-# --- reading files ------------------------------------------------------------------------------
+# --- the record ---------------------------------------------------------------------------------
 
 
-def _read_json(path: Path, problems: list[str]) -> Any:
-    if not path.is_file():
-        return None
+def _attempt(report: RunReport, what: str, read: Callable[[], T], empty: T) -> T:
+    """One record file read; one that does not match the schema is listed and never a pass."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        problems.append(f"{path.name} could not be read: {exc}")
-        return None
+        return read()
+    except (RecordError, OSError, ValueError) as exc:
+        report.unreadable.append(what)
+        report.problems.append(f"{what} could not be read: {exc}")
+        return empty
 
 
-def _read_jsonl(path: Path, problems: list[str]) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    rows, bad = [], 0
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            bad += 1
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    if bad:
-        problems.append(f"{path.name}: {bad} unreadable line(s) skipped")
-    return rows
+def load_record(report: RunReport, reader: RunReader) -> None:
+    report.results = _attempt(report, "results.json", reader.results, None)
+    report.checks = _attempt(report, "checks.jsonl", reader.checks, [])
+    report.samples = _attempt(report, "samples.jsonl", reader.samples, [])
+    report.faults = _attempt(report, "fault windows", reader.fault_windows, [])
+    report.requests = load_requests(report, reader)
+    report.final = FinalState.of(load_snapshots(report, reader))
 
 
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _as_int(value: Any, default: int = 0) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
-
-
-def _as_float(value: Any) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-# --- history ------------------------------------------------------------------------------------
-
-
-def _history_files(run_dir: Path) -> list[Path]:
-    files = [run_dir / "history.jsonl"] if (run_dir / "history.jsonl").is_file() else []
-    histories = run_dir / "histories"
-    if histories.is_dir():
-        files += sorted(histories.glob("*.jsonl"))
-    return files
-
-
-def load_requests(run_dir: Path, problems: list[str]) -> list[RequestView]:
+def load_requests(report: RunReport, reader: RunReader) -> list[RequestView]:
+    """Every history's client requests (each history file pairs its own invocations). A history
+    that cannot be read stops the reading there: what was read is kept, and it is never a pass."""
     out: list[RequestView] = []
-    for path in _history_files(run_dir):
-        try:
-            out += requests_of(load_history(path))
-        except (OSError, ValueError) as exc:
-            problems.append(f"{path.relative_to(run_dir)} could not be read: {exc}")
+    try:
+        for _, history in reader.histories():
+            out += requests_of(history)
+    except (OSError, ValueError, TypeError) as exc:
+        report.unreadable.append("histories")
+        report.problems.append(f"a history could not be read (the rest were not read): {exc}")
     return sorted(out, key=lambda r: r.invoked_at)
 
 
-# --- results.json -------------------------------------------------------------------------------
-
-
-def _evidence(raw: Any) -> tuple[tuple[str, str], ...]:
-    """Evidence as short `key: value` lines; long values are cut, since people scan, not parse."""
-    if not isinstance(raw, Mapping):
-        return (("evidence", _short(raw)),) if raw else ()
-    return tuple((str(k), _short(v)) for k, v in raw.items())
-
-
-def _short(value: Any, limit: int = 240) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str, separators=(", ", ": "))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _invariant(raw: Mapping[str, Any]) -> InvariantView:
-    violations = tuple(
-        ViolationView(
-            task_ids=tuple(str(t) for t in field_of(v, "taskIds", "task_ids") or ()),
-            message=str(v.get("message", "")),
-            evidence=_evidence(v.get("evidence")),
-        )
-        for v in _list(raw.get("violations"))
-        if isinstance(v, Mapping)
-    )
-    return InvariantView(
-        number=_as_int(raw.get("number")),
-        name=str(raw.get("name", "")),
-        status=str(raw.get("status", "unknown")),
-        note=str(raw.get("note") or ""),
-        violation_count=_as_int(field_of(raw, "violationCount", "violation_count"), len(violations)),
-        violations=violations,
-    )
-
-
-def _suite(raw: Mapping[str, Any]) -> SuiteView:
-    return SuiteView(
-        name=str(raw.get("name", "?")),
-        passed=_as_int(raw.get("passed")),
-        failed=_as_int(raw.get("failed")) + _as_int(raw.get("errors")),
-        skipped=_as_int(raw.get("skipped")),
-        duration_s=_as_float(field_of(raw, "duration_s", "durationS", "duration")),
-        status=str(raw.get("status") or ""),
-        note=str(raw.get("note") or ""),
-        junit=str(raw["junit"]) if raw.get("junit") else None,
-    )
-
-
-def _not_held(raw: Any) -> list[InvariantView]:
-    """A check line's non-held invariants, in any of the shapes a line may use: a `broken` list
-    of objects or numbers, or `invariants` as a list of objects or a {number: status} map."""
-    if isinstance(raw, Mapping):
-        return [InvariantView(_as_int(k), "", str(v)) for k, v in raw.items() if str(v) != "held"]
+def load_snapshots(report: RunReport, reader: RunReader) -> list[tuple[str, SnapshotRecord]]:
+    """Each check's snapshot, by the check's test name; a snapshot a check names but the run does
+    not hold is a problem, not a silence."""
     out = []
-    for item in raw or ():
-        if isinstance(item, Mapping):
-            view = _invariant(item)
-            ids = tuple(str(t) for t in field_of(item, "taskIds", "task_ids") or ())
-            if ids and not view.violations:
-                count = _as_int(field_of(item, "violations", "violationCount"), len(ids))
-                view = replace(view, violation_count=count, violations=(ViolationView(ids, ""),))
-            if view.status != "held":
-                out.append(view)
-        else:
-            out.append(InvariantView(_as_int(item), str(item), "broken"))
+    for check in report.checks:
+        path = check.snapshot
+        if path is None:
+            continue
+        snapshot = _attempt(report, path, partial(reader.snapshot, path), None)
+        if snapshot is None:
+            if path not in report.unreadable:
+                report.problems.append(f"{path} (the snapshot of {check.name}) is missing")
+            continue
+        for store, error in (("PostgreSQL", snapshot.postgres_error), ("RabbitMQ", snapshot.rabbitmq_error)):
+            if error:
+                report.problems.append(f"{check.name}: {store} could not be read for its snapshot: {error}")
+        out.append((check.name, snapshot))
     return out
 
 
-def _check(raw: Mapping[str, Any]) -> CheckView:
-    broken = raw.get("broken")
-    not_held = _not_held(broken if broken is not None else raw.get("invariants"))
-    verdict = field_of(raw, "valid", "verdict", "status", "outcome")
-    return CheckView(
-        name=str(field_of(raw, "nodeid", "test", "name", "scenario") or "?"),
-        verdict=str(verdict if verdict is not None else "unknown"),
-        broken=tuple(not_held),
-    )
+def missing_inputs(report: RunReport, reader: RunReader) -> list[str]:
+    """What a run of this kind would hold but this one does not, said plainly."""
+    out = []
+    if report.results is None and "results.json" not in report.unreadable:
+        out.append(
+            "no results.json: no run-wide verdict; the verdict rests on the per-test checks"
+            if report.checks
+            else "no results.json: the invariant check did not run or did not finish"
+        )
+    if not report.checks and "checks.jsonl" not in report.unreadable:
+        out.append("no checks.jsonl: no test's invariants were checked")
+    if not reader.history_files():
+        out.append("no histories/: no client request was recorded")
+    if report.checks and not report.final.snapshots:
+        out.append(
+            "no snapshots: final statuses and service events are unknown; only client observations exist"
+        )
+    if not report.samples and "samples.jsonl" not in report.unreadable:
+        out.append("no samples.jsonl: queue depths and tasks over time are not shown")
+    failed = sum(1 for s in report.samples if s.error)
+    if failed:
+        out.append(f"{failed} of {len(report.samples)} samples missed a store that did not answer")
+    return out
 
 
-def _timings(raw: Any) -> dict[str, float]:
-    if not isinstance(raw, Mapping):
-        return {}
-    return {str(k): v for k, v0 in raw.items() if (v := _as_float(v0)) is not None}
-
-
-def apply_results(report: RunReport, results: Mapping[str, Any]) -> None:
-    report.valid = str(results["valid"]) if results.get("valid") is not None else None
-    report.gate = str(results["gate"]) if results.get("gate") else None
-    report.reasons = [str(r) for r in _list(results.get("reasons"))]
-    report.counts = {str(k): _as_int(v) for k, v in (results.get("counts") or {}).items()}
-    report.invariants = sorted(
-        (_invariant(i) for i in results.get("invariants") or () if isinstance(i, Mapping)),
-        key=lambda i: i.number,
-    )
-    report.settle = dict(results.get("settle") or {})
-    report.suites = [_suite(s) for s in results.get("suites") or () if isinstance(s, Mapping)]
-    report.checks = [_check(c) for c in results.get("checks") or () if isinstance(c, Mapping)]
-    report.timings = _timings(results.get("timings"))
-
-
-def summed_counts(check_lines: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    """Without a run-wide check, the per-test counts added up: each test judged its own tasks."""
-    total: dict[str, int] = {}
-    for line in check_lines:
-        counts = line.get("counts")
-        for key, value in counts.items() if isinstance(counts, Mapping) else ():
-            total[str(key)] = total.get(str(key), 0) + _as_int(value)
-    return total
-
-
-# --- JUnit --------------------------------------------------------------------------------------
+# --- JUnit (not a record file) ------------------------------------------------------------------
 
 
 def _junit_files(run_dir: Path, named: Iterable[str | None] = ()) -> list[Path]:
@@ -391,6 +297,13 @@ def _case_outcome(case: ET.Element) -> tuple[str, str]:
     return "passed", ""
 
 
+def _seconds(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
+
+
 def _junit_suite(element: ET.Element, fallback: str) -> tuple[SuiteView, list[TestCaseView]]:
     name = element.get("name") or fallback
     name = fallback if name == "pytest" else name
@@ -401,8 +314,8 @@ def _junit_suite(element: ET.Element, fallback: str) -> tuple[SuiteView, list[Te
         tally[outcome] += 1
         if outcome == "failed":
             title = ".".join(p for p in (case.get("classname"), case.get("name")) if p)
-            failed.append(TestCaseView(name, title, outcome, message, _as_float(case.get("time")) or 0.0))
-    duration = _as_float(element.get("time"))
+            failed.append(TestCaseView(name, title, outcome, message, _seconds(case.get("time")) or 0.0))
+    duration = _seconds(element.get("time"))
     return SuiteView(name, tally["passed"], tally["failed"], tally["skipped"], duration), failed
 
 
@@ -425,55 +338,7 @@ def load_junit(
     return suites, failed
 
 
-# --- snapshot ---------------------------------------------------------------------
-
-
-def load_snapshot_rows(
-    run_dir: Path, results: Mapping[str, Any] | None, problems: list[str]
-) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
-    """Task and event rows from snapshot.json, else from results.json when it holds lists."""
-    raw = _read_json(run_dir / "snapshot.json", problems)
-    if not isinstance(raw, Mapping) and results is not None:
-        raw = results.get("snapshot")
-    if not isinstance(raw, Mapping):
-        return [], []
-    tasks = raw["tasks"] if isinstance(raw.get("tasks"), list) else []
-    events = raw["events"] if isinstance(raw.get("events"), list) else []
-    return [t for t in tasks if isinstance(t, Mapping)], [e for e in events if isinstance(e, Mapping)]
-
-
-def write_snapshot_json(run_dir: Path, snapshot: Snapshot) -> Path:
-    """Saves the rows the task timelines are drawn from (results.json keeps only sizes); whoever
-    takes the run's final snapshot (the gate, `harness check`) calls this next to results.json."""
-    rows = {
-        "takenAt": snapshot.taken_at,
-        "tasks": [asdict(t) for t in snapshot.tasks],
-        "events": [asdict(e) for e in snapshot.events],
-    }
-    path = run_dir / "snapshot.json"
-    path.write_text(json.dumps(rows, default=str) + "\n", encoding="utf-8")
-    return path
-
-
-# --- drills, queues, logs -----------------------------------------------------------------------
-
-
-def load_faults(run_dir: Path, problems: list[str]) -> list[FaultWindow]:
-    out = []
-    for row in _read_jsonl(run_dir / "faults.jsonl", problems):
-        start = parse_time(row.get("start"))
-        if start is not None:
-            out.append(FaultWindow(str(row.get("name", "fault")), start, parse_time(row.get("end"))))
-    return sorted(out, key=lambda f: f.start)
-
-
-def load_queue_samples(run_dir: Path, problems: list[str]) -> list[QueueSample]:
-    out = []
-    for row in _read_jsonl(run_dir / "queue_depths.jsonl", problems):
-        t, queues = parse_time(field_of(row, "t", "time", "wall_time")), row.get("queues")
-        if t is not None and isinstance(queues, Mapping):
-            out.append(QueueSample(t, {str(k): _as_int(v) for k, v in queues.items()}))
-    return sorted(out, key=lambda s: s.t)
+# --- logs (not record files) --------------------------------------------------------------------
 
 
 def _log_view(path: Path, name: str) -> LogView:
@@ -486,42 +351,46 @@ def _log_view(path: Path, name: str) -> LogView:
     return LogView(name, size, len(errors), warnings, tuple(e[:400] for e in errors[-8:]))
 
 
-def load_logs(run_dir: Path) -> list[LogView]:
-    """Process logs of the run: `logs/*.log`, and each suite's stack logs `stacks/*/logs/*.log`."""
-    paths = sorted(run_dir.glob("logs/*.log")) + sorted(run_dir.glob("stacks/*/logs/*.log"))
-    return [_log_view(p, p.relative_to(run_dir).as_posix()) for p in paths]
-
-
 # --- the whole run ------------------------------------------------------------------------------
 
 
-def load_run(run_dir: Path) -> RunReport:
-    """Reads everything the run directory holds into one RunReport; never raises on bad inputs."""
-    report = RunReport(run_dir=run_dir)
-    problems = report.problems
-    results = _read_json(run_dir / "results.json", problems)
-    if isinstance(results, Mapping):
-        apply_results(report, results)
-    junit_suites, report.failed_tests = load_junit(run_dir, problems, (s.junit for s in report.suites))
-    report.suites = report.suites or junit_suites
-    check_lines = _read_jsonl(run_dir / "checks.jsonl", problems)
-    report.checks += [_check(c) for c in check_lines]
-    report.counts = report.counts or summed_counts(check_lines)
-    if results is None:
-        problems.append(
-            "no results.json: no run-wide invariant check; the verdict rests on the per-test checks"
-            if report.checks
-            else "no results.json: the invariant check did not run or did not finish"
-        )
-    report.requests = load_requests(run_dir, problems)
-    tasks, events = load_snapshot_rows(run_dir, results if isinstance(results, Mapping) else None, problems)
-    named = [*report.invariants, *(b for c in report.checks for b in c.broken)]
-    pairs = [(task, inv.number) for inv in named for task in inv.task_ids]
-    timelines = build_timelines(tasks, events, report.requests, pairs)
-    report.status_counts = status_counts(timelines, tasks)
+def _named_tasks(report: RunReport) -> list[tuple[str, int]]:
+    """(taskId, invariant number) for every task a violation names, run-wide or in any test."""
+    invariants: Sequence[InvariantRecord] = [
+        *report.invariants,
+        *(i for c in report.checks for i in c.verdict.not_held),
+    ]
+    return [(task, inv.number) for inv in invariants for task in inv.task_ids]
+
+
+def join_tasks(report: RunReport) -> None:
+    """Timelines, latencies and the status bar. The bar counts the snapshots' final statuses;
+    a task no snapshot holds is counted apart (`client_only_tasks`), and with no snapshot at all
+    the bar shows what clients last saw, which the template says plainly."""
+    timelines = build_timelines(report.final, report.requests, _named_tasks(report))
+    if report.final.tasks:
+        report.status_counts = status_counts(t.status for t in report.final.tasks.values())
+        report.client_only_tasks = sum(1 for t in timelines if t.task is None)
+    else:
+        report.status_counts = status_counts(t.last_seen for t in timelines)
+        report.client_only_tasks = len(timelines)
     report.latencies = latencies(timelines)
     report.timelines, report.hidden_timelines = order_and_cap(timelines)
-    report.faults = load_faults(run_dir, problems)
-    report.queue_samples = load_queue_samples(run_dir, problems)
-    report.logs = load_logs(run_dir)
+
+
+def load_run(run_dir: Path) -> RunReport:
+    """Reads the run directory into one RunReport. Raises RecordError only when the directory is
+    not of this record schema (no run.json, or another version); anything else is a problem."""
+    reader = RunReader(run_dir)
+    report = RunReport(run_dir=run_dir, manifest=reader.manifest)
+    load_record(report, reader)
+    named = (s.junit for s in report.results.suites) if report.results is not None else ()
+    junit_suites, report.failed_tests = load_junit(run_dir, report.problems, named)
+    if report.results is not None and report.results.suites:
+        report.suites = [SuiteView.of(s) for s in report.results.suites]
+    else:
+        report.suites = junit_suites
+    join_tasks(report)
+    report.problems += reader.problems + missing_inputs(report, reader)
+    report.logs = [_log_view(p, reader.layout.relative(p)) for p in reader.layout.log_files()]
     return report

@@ -1,23 +1,29 @@
-"""Each task's story, joined from the history and the final snapshot: what the report's task
-timelines, latency chart and status counts are drawn from.
+"""Each task's story: the service's events (from its test's snapshot) beside the client's requests
+(from the histories), on one list ordered by wall time, plus what the latency chart and the status
+bar are drawn from.
 
-The history says when the harness asked and what it was told; the snapshot's events say what the
-service did. Both are shown on one list per task, ordered by wall time, because a violation is
-usually understood by reading the two side by side (the answer said COMPLETED, then an event
-moved it again).
+The history says when the client asked and what it was told; the events say what the service did
+(from → to, attempt, worker, progress, message). A violation is usually understood by reading the
+two side by side: the answer said COMPLETED, then an event moved the task again. Events carry
+PostgreSQL's `created_at` and requests the harness's `wall_time`; both are epoch seconds here. On
+one machine they share a clock; against a remote target they may be skewed by its clock.
+
+A task's final status is its snapshot's. Without a snapshot only what a client last saw is known,
+and it is called that, never "final".
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from harness.history import History, Operation
+from harness.history import FAULT, NEMESIS, History, Operation
+from harness.record.records import SnapshotRecord
+from harness.state import TERMINAL, EventRow, TaskRow
 
-TERMINAL: frozenset[str] = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
 STATUS_ORDER = ("PENDING", "IN_PROGRESS", "RETRYING", "WAITING_FOR_EVENT", "COMPLETED", "FAILED", "CANCELLED")
 MAX_TIMELINES = 400
 _TASK_PATH = re.compile(r"^/tasks/([^/?]+)")
@@ -25,7 +31,7 @@ _TASK_PATH = re.compile(r"^/tasks/([^/?]+)")
 
 @dataclass(frozen=True)
 class RequestView:
-    """One completed request of the history, with the wall time of its invocation."""
+    """One completed request of a history, with the wall time of its invocation."""
 
     task_id: str | None
     f: str
@@ -42,26 +48,75 @@ class RequestView:
 
 @dataclass(frozen=True)
 class TimelineEntry:
+    """One row of a task's timeline: a service event or a client request (`source`)."""
+
     time: float | None
     source: Literal["event", "request"]
     what: str
     status: str | None = None
+    from_status: str | None = None
     progress: int | None = None
     attempt: int | None = None
     worker: str | None = None
     detail: str = ""
+    state: str | None = None
+    failed: bool = False
     repeats: int = 1
+
+
+@dataclass(frozen=True)
+class FinalState:
+    """The service's side of every task, joined from every check's snapshot. A test truncates the
+    tables before it starts, so a task is in its own test's snapshot; were one in two, the later
+    snapshot wins (it saw more)."""
+
+    tasks: Mapping[str, TaskRow] = field(default_factory=dict)
+    events: Mapping[str, tuple[EventRow, ...]] = field(default_factory=dict)
+    tests: Mapping[str, str] = field(default_factory=dict)
+    snapshots: int = 0
+
+    @classmethod
+    def of(cls, snapshots: Iterable[tuple[str, SnapshotRecord]]) -> FinalState:
+        """`snapshots`: (test name, its snapshot), in the order the checks were made."""
+        tasks: dict[str, TaskRow] = {}
+        events: dict[str, tuple[EventRow, ...]] = {}
+        tests: dict[str, str] = {}
+        count = 0
+        for test, snapshot in snapshots:
+            count += 1
+            by_task: dict[str, list[EventRow]] = {}
+            for event in sorted(snapshot.events, key=lambda e: e.event_id):
+                by_task.setdefault(event.task_id, []).append(event)
+            for task_id, rows in by_task.items():
+                events[task_id] = tuple(rows)
+                tests[task_id] = test
+            for task in snapshot.tasks:
+                tasks[task.task_id] = task
+                tests[task.task_id] = test
+        return cls(tasks, events, tests, count)
 
 
 @dataclass(frozen=True)
 class TaskTimeline:
     task_id: str
-    type: str | None
-    status: str | None
     entries: tuple[TimelineEntry, ...]
+    task: TaskRow | None = None
+    type: str | None = None
+    last_seen: str | None = None
+    test: str | None = None
     broken: tuple[int, ...] = ()
     submitted_at: float | None = None
     terminal_at: float | None = None
+
+    @property
+    def final_status(self) -> str | None:
+        """The snapshot's status; None when no snapshot held this task."""
+        return self.task.status if self.task is not None else None
+
+    @property
+    def status(self) -> str | None:
+        """The final status, else the last one a client saw (see `final_status`)."""
+        return self.final_status or self.last_seen
 
     @property
     def anchor(self) -> str:
@@ -72,6 +127,9 @@ class TaskTimeline:
         if self.submitted_at is None or self.terminal_at is None:
             return None
         return max(0.0, self.terminal_at - self.submitted_at)
+
+    def count(self, source: str) -> int:
+        return sum(e.repeats for e in self.entries if e.source == source)
 
 
 @dataclass(frozen=True)
@@ -93,26 +151,17 @@ def task_anchor(task_id: str) -> str:
     return "task-" + re.sub(r"[^A-Za-z0-9_-]", "-", task_id)
 
 
-def parse_time(value: Any) -> float | None:
-    """Epoch seconds from a number or an ISO-8601 text (PostgreSQL's timestamptz as read back)."""
-    if isinstance(value, bool) or value is None:
+def iso_time(value: str | None) -> float | None:
+    """Epoch seconds from PostgreSQL's timestamptz as the snapshot holds it (ISO-8601 text)."""
+    if not value:
         return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return None
-    return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
-def field_of(row: Mapping[str, Any], *names: str) -> Any:
-    """The first present field among `names`: rows come in snake_case or camelCase."""
-    for name in names:
-        if row.get(name) is not None:
-            return row[name]
-    return None
+# --- the client's side --------------------------------------------------------------------------
 
 
 def _task_of(op: Operation) -> str | None:
@@ -123,7 +172,8 @@ def _task_of(op: Operation) -> str | None:
 
 
 def requests_of(history: History) -> list[RequestView]:
-    """Completions joined with their invocations (by `invoke_index`, within one history file)."""
+    """Completed client requests joined with their invocations (by `invoke_index`, within one
+    history file); the nemesis's fault operations are not requests (see `RunReader.fault_windows`)."""
     invoked = {op.index: op.wall_time for op in history if op.type == "invoke"}
     return [
         RequestView(
@@ -140,35 +190,22 @@ def requests_of(history: History) -> list[RequestView]:
             value=op.value,
         )
         for op in history
-        if op.type != "invoke"
+        if op.type != "invoke" and op.process != NEMESIS and op.f != FAULT
     ]
-
-
-def _event_entry(row: Mapping[str, Any]) -> TimelineEntry:
-    moved = field_of(row, "from_status", "fromStatus", "from")
-    status = field_of(row, "status")
-    return TimelineEntry(
-        time=parse_time(field_of(row, "created_at", "createdAt", "time")),
-        source="event",
-        what=f"event: {field_of(row, 'kind') or 'status'}",
-        status=str(status) if status else None,
-        progress=field_of(row, "progress"),
-        attempt=field_of(row, "attempt"),
-        worker=field_of(row, "worker_id", "workerId", "worker"),
-        detail=" ".join(p for p in (f"from {moved}" if moved else "", str(row.get("message") or "")) if p),
-    )
 
 
 def _request_entry(request: RequestView) -> TimelineEntry:
     value = request.value if isinstance(request.value, Mapping) else {}
     answer = str(request.status_code) if request.status_code is not None else "no answer"
+    progress = value.get("progress")
     return TimelineEntry(
-        time=request.done_at,
+        time=request.invoked_at,
         source="request",
         what=f"{request.method} {_short_path(request)} → {answer}",
         status=request.task_status,
-        progress=field_of(value, "progress"),
-        detail=request.error or "" if request.outcome != "ok" else "",
+        progress=progress if isinstance(progress, int) else None,
+        detail=(request.error or request.outcome) if request.outcome != "ok" else "",
+        failed=request.outcome != "ok",
     )
 
 
@@ -177,111 +214,111 @@ def _short_path(request: RequestView) -> str:
     return request.path.replace(request.task_id, "{taskId}") if request.task_id else request.path
 
 
+# --- the service's side -------------------------------------------------------------------------
+
+
+def _event_entry(event: EventRow) -> TimelineEntry:
+    moved = event.from_status is not None and event.from_status != event.status
+    return TimelineEntry(
+        time=iso_time(event.created_at),
+        source="event",
+        what=event.kind,
+        status=event.status,
+        from_status=event.from_status if moved else None,
+        progress=event.progress,
+        attempt=event.attempt,
+        worker=event.worker_id,
+        detail=event.message or "",
+        state=event.state if event.state != event.message else None,
+    )
+
+
+# --- one task -----------------------------------------------------------------------------------
+
+
 def _collapse(entries: Iterable[TimelineEntry]) -> list[TimelineEntry]:
     """Polling writes the same answer many times; consecutive equal answers become one line ×n."""
     out: list[TimelineEntry] = []
     for entry in entries:
         last = out[-1] if out else None
-        same = (
+        if (
             last is not None
             and entry.source == last.source == "request"
-            and (
-                (entry.what, entry.status, entry.progress, entry.detail)
-                == (last.what, last.status, last.progress, last.detail)
-            )
-        )
-        if same and last is not None:
-            out[-1] = TimelineEntry(**{**last.__dict__, "repeats": last.repeats + 1})
+            and (entry.what, entry.status, entry.progress, entry.detail)
+            == (last.what, last.status, last.progress, last.detail)
+        ):
+            out[-1] = replace(last, repeats=last.repeats + 1)
         else:
             out.append(entry)
     return out
 
 
-def _sort_key(entry: TimelineEntry) -> tuple[float, int]:
-    return (entry.time if entry.time is not None else float("inf"), 0 if entry.source == "request" else 1)
+def _sort_key(entry: TimelineEntry) -> float:
+    return entry.time if entry.time is not None else float("inf")
 
 
 def _terminal_time(
-    task: Mapping[str, Any], events: Sequence[TimelineEntry], requests: Sequence[RequestView]
+    task: TaskRow | None, events: Sequence[TimelineEntry], requests: Sequence[RequestView]
 ) -> float | None:
-    """When the task reached a terminal status: its completedAt, else its first terminal event,
-    else the first answer that showed it terminal (an upper bound, from polling)."""
-    stamped = parse_time(field_of(task, "completed_at", "completedAt"))
-    if stamped is not None:
-        return stamped
+    """When the task reached a terminal status: its first terminal event; else, for a terminal
+    task, its `updated_at`; else the first answer that showed it terminal (an upper bound)."""
     for event in events:
         if event.status in TERMINAL and event.time is not None:
             return event.time
+    if task is not None and task.status in TERMINAL and (stamped := iso_time(task.updated_at)):
+        return stamped
     for request in requests:
-        value = request.value if isinstance(request.value, Mapping) else {}
         if request.task_status in TERMINAL:
-            return parse_time(value.get("completedAt")) or request.done_at
+            value = request.value if isinstance(request.value, Mapping) else {}
+            completed = value.get("completedAt")
+            return iso_time(completed if isinstance(completed, str) else None) or request.done_at
     return None
 
 
 def _timeline(
-    task_id: str,
-    task: Mapping[str, Any],
-    events: Sequence[Mapping[str, Any]],
-    requests: Sequence[RequestView],
-    broken: Sequence[int],
+    task_id: str, final: FinalState, requests: Sequence[RequestView], broken: Sequence[int]
 ) -> TaskTimeline:
-    event_entries = sorted((_event_entry(e) for e in events), key=_sort_key)
-    entries = _collapse(sorted([*event_entries, *(_request_entry(r) for r in requests)], key=_sort_key))
+    task = final.tasks.get(task_id)
+    events = [_event_entry(e) for e in final.events.get(task_id, ())]
+    merged = sorted([*events, *(_request_entry(r) for r in requests)], key=_sort_key)
     submits = [r.invoked_at for r in requests if r.f == "submit" and r.outcome == "ok"]
-    last_seen = next((e.status for e in reversed(event_entries) if e.status), None)
-    last_seen = last_seen or next((r.task_status for r in reversed(requests) if r.task_status), None)
     return TaskTimeline(
         task_id=task_id,
-        type=field_of(task, "type") or _type_from_requests(requests),
-        status=field_of(task, "status") or last_seen,
-        entries=tuple(entries),
+        entries=tuple(_collapse(merged)),
+        task=task,
+        type=task.type if task is not None else _type_from_requests(requests),
+        last_seen=next((r.task_status for r in reversed(requests) if r.task_status), None),
+        test=final.tests.get(task_id),
         broken=tuple(broken),
         submitted_at=min(submits) if submits else None,
-        terminal_at=_terminal_time(task, event_entries, requests),
+        terminal_at=_terminal_time(task, events, requests),
     )
 
 
 def _type_from_requests(requests: Sequence[RequestView]) -> str | None:
     for r in requests:
-        if isinstance(r.value, Mapping) and r.value.get("type"):
+        if isinstance(r.value, Mapping) and isinstance(r.value.get("type"), str):
             return str(r.value["type"])
     return None
 
 
-def _group(items: Iterable[Any], key: Any) -> dict[str, list[Any]]:
-    grouped: dict[str, list[Any]] = {}
-    for item in items:
-        grouped.setdefault(str(key(item)), []).append(item)
-    return grouped
-
-
 def build_timelines(
-    tasks: Sequence[Mapping[str, Any]],
-    events: Sequence[Mapping[str, Any]],
-    requests: Sequence[RequestView],
-    named: Iterable[tuple[str, int]],
+    final: FinalState, requests: Sequence[RequestView], named: Iterable[tuple[str, int]]
 ) -> list[TaskTimeline]:
     """One timeline per task seen anywhere, including tasks only named by a violation (a lost
     task has no rows), so every link from the verdict lands somewhere. `named` pairs a taskId
-    with the number of an invariant that named it. An id only ever refused
-    (a 404 for a made-up id, a bad request) is not a task and gets none."""
-    by_task = {str(field_of(t, "task_id", "taskId")): t for t in tasks}
-    events_of = _group(events, lambda e: field_of(e, "task_id", "taskId"))
-    requests_of_task = _group((r for r in requests if r.task_id), lambda r: r.task_id)
-    broken_of = _group(named, lambda pair: pair[0])
-    seen = [i for i, rs in requests_of_task.items() if any(r.outcome == "ok" for r in rs)]
-    ids = [i for i in dict.fromkeys([*broken_of, *seen, *by_task, *events_of]) if i != "None"]
-    return [
-        _timeline(
-            i,
-            by_task.get(i, {}),
-            events_of.get(i, []),
-            requests_of_task.get(i, []),
-            sorted({n for _, n in broken_of.get(i, [])}),
-        )
-        for i in ids
-    ]
+    with the number of an invariant that named it. An id only ever refused (a 404 for a made-up
+    id, a bad request) is not a task and gets none."""
+    by_task: dict[str, list[RequestView]] = {}
+    for request in sorted(requests, key=lambda r: r.invoked_at):
+        if request.task_id:
+            by_task.setdefault(request.task_id, []).append(request)
+    broken: dict[str, set[int]] = {}
+    for task_id, number in named:
+        broken.setdefault(task_id, set()).add(number)
+    answered = [i for i, rs in by_task.items() if any(r.outcome == "ok" for r in rs)]
+    ids = dict.fromkeys([*broken, *answered, *final.tasks, *final.events])
+    return [_timeline(i, final, by_task.get(i, []), sorted(broken.get(i, ()))) for i in ids]
 
 
 def order_and_cap(timelines: list[TaskTimeline]) -> tuple[list[TaskTimeline], int]:
@@ -292,12 +329,11 @@ def order_and_cap(timelines: list[TaskTimeline]) -> tuple[list[TaskTimeline], in
     return ordered[:keep], max(0, len(ordered) - keep)
 
 
-def status_counts(timelines: Sequence[TaskTimeline], tasks: Sequence[Mapping[str, Any]]) -> dict[str, int]:
-    """Final statuses: the snapshot's when there is one, else the last status each task showed."""
-    raw = [field_of(t, "status") for t in tasks] if tasks else [t.status for t in timelines]
-    statuses = [str(s) if s else "UNKNOWN" for s in raw]
-    counts = {s: statuses.count(s) for s in STATUS_ORDER if s in statuses}
-    counts.update({s: statuses.count(s) for s in statuses if s not in counts})
+def status_counts(statuses: Iterable[str | None]) -> dict[str, int]:
+    """How many of each status, in the status machine's order, unknown ones last."""
+    found = [s or "UNKNOWN" for s in statuses]
+    counts = {s: found.count(s) for s in STATUS_ORDER if s in found}
+    counts.update({s: found.count(s) for s in found if s not in counts})
     return counts
 
 
