@@ -8,7 +8,7 @@ and Hypothesis shrinks a failing program to its few essential steps and prints i
 As it goes: every step ends with one read of all tasks, which must show only statuses of the
 machine, never change a terminal status, and never reach a terminal status other than the
 model's. At teardown: the system settles, each task's status and retry count match the model,
-and the 11 invariants (`check_all`) hold over the program's history and the final snapshot.
+and the invariants (`check_all`) hold over the program's history and the final snapshot.
 Each program starts from a clean state and records its own History under the run directory.
 """
 
