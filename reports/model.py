@@ -320,8 +320,10 @@ def _junit_suite(element: ET.Element, fallback: str) -> tuple[SuiteView, list[Te
 
 
 def load_junit(
-    run_dir: Path, problems: list[str], named: Iterable[str | None] = ()
+    run_dir: Path, problems: list[str], named: Iterable[str | None] = (), suite: str | None = None
 ) -> tuple[list[SuiteView], list[TestCaseView]]:
+    """Suites and failed tests of the run's JUnit files. A suite pytest named "pytest" is named after
+    its file (`junit/e2e.xml`), and in `junit.xml` after `suite` (the checks' one suite) if given."""
     suites: list[SuiteView] = []
     failed: list[TestCaseView] = []
     for path in _junit_files(run_dir, named):
@@ -332,8 +334,8 @@ def load_junit(
             continue
         elements = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
         for element in elements:
-            suite, cases = _junit_suite(element, path.stem)
-            suites.append(suite)
+            found, cases = _junit_suite(element, path.stem if path.stem != "junit" else suite or "junit")
+            suites.append(found)
             failed += cases
     return suites, failed
 
@@ -385,7 +387,9 @@ def load_run(run_dir: Path) -> RunReport:
     report = RunReport(run_dir=run_dir, manifest=reader.manifest)
     load_record(report, reader)
     named = (s.junit for s in report.results.suites) if report.results is not None else ()
-    junit_suites, report.failed_tests = load_junit(run_dir, report.problems, named)
+    suite_names = {c.suite for c in report.checks}
+    only_suite = suite_names.pop() if len(suite_names) == 1 else None
+    junit_suites, report.failed_tests = load_junit(run_dir, report.problems, named, only_suite)
     if report.results is not None and report.results.suites:
         report.suites = [SuiteView.of(s) for s in report.results.suites]
     else:
