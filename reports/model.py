@@ -222,14 +222,16 @@ def load_record(report: RunReport, reader: RunReader) -> None:
 
 def load_requests(report: RunReport, reader: RunReader) -> list[RequestView]:
     """Every history's client requests (each history file pairs its own invocations). A history
-    that cannot be read stops the reading there: what was read is kept, and it is never a pass."""
+    that cannot be read is named in the reader's problems and the rest are read; it is never a pass."""
     out: list[RequestView] = []
+    before = len(reader.problems)
     try:
         for _, history in reader.histories():
             out += requests_of(history)
-    except (OSError, ValueError, TypeError) as exc:
+    except OSError as exc:
+        report.problems.append(f"the histories could not be read: {exc}")
+    if len(reader.problems) > before or any("histories" in p for p in report.problems):
         report.unreadable.append("histories")
-        report.problems.append(f"a history could not be read (the rest were not read): {exc}")
     return sorted(out, key=lambda r: r.invoked_at)
 
 

@@ -17,11 +17,11 @@ Point = tuple[float, float]
 
 
 def _queues_answered(sample: Sample) -> bool:
-    return bool(sample.queues) or sample.error is None
+    return sample.rabbitmq_error is None
 
 
 def _tasks_answered(sample: Sample) -> bool:
-    return bool(sample.tasks) or sample.error is None
+    return sample.postgres_error is None
 
 
 def queue_depths(samples: Sequence[Sample]) -> dict[str, list[Point]]:

@@ -221,7 +221,7 @@ def _sample(s: int) -> Sample:
     if s == SAMPLE_DOWN:
         level = QueueLevel(ready=12, unacked=0, consumers=0)
         return Sample(
-            t=t, suite=SUITE, queues={"ast.simulate.q": level}, error="postgres: ConnectionRefusedError"
+            t=t, suite=SUITE, queues={"ast.simulate.q": level}, postgres_error="ConnectionRefusedError"
         )
     depth = max(0, 12 - abs(s - 9) * 2) if 6 <= s <= 14 else s % 2
     queues = {

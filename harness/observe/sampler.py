@@ -80,7 +80,7 @@ class Sampler:
     async def _sample(
         self, management: Management, db: asyncpg.Connection[Any] | None
     ) -> tuple[Sample, asyncpg.Connection[Any] | None]:
-        errors: list[str] = []
+        rabbitmq_error = postgres_error = None
         queues: dict[str, QueueLevel] = {}
         tasks: dict[str, int] = {}
         try:
@@ -89,16 +89,22 @@ class Sampler:
                 q.name: QueueLevel(ready=q.ready, unacked=q.unacked, consumers=q.consumers) for q in depths
             }
         except Exception as exc:  # noqa: BLE001  (a broker down mid-drill is a sample's error)
-            errors.append(f"rabbitmq: {type(exc).__name__}: {exc}"[:300])
+            rabbitmq_error = f"{type(exc).__name__}: {exc}"[:300]
         try:
             db = db if db is not None and not db.is_closed() else await self._connect()
             tasks = {row["status"]: int(row["n"]) for row in await db.fetch(_COUNTS_SQL, timeout=2.0)}
         except Exception as exc:  # noqa: BLE001  (a database down mid-drill is a sample's error)
-            errors.append(f"postgres: {type(exc).__name__}: {exc}"[:300])
+            postgres_error = f"{type(exc).__name__}: {exc}"[:300]
             await _discard(db)
             db = None
-        error = "; ".join(errors) or None
-        sample = Sample(t=time.time(), suite=self.suite, queues=queues, tasks=tasks, error=error)
+        sample = Sample(
+            t=time.time(),
+            suite=self.suite,
+            queues=queues,
+            tasks=tasks,
+            rabbitmq_error=rabbitmq_error,
+            postgres_error=postgres_error,
+        )
         return sample, db
 
     async def _connect(self) -> asyncpg.Connection[Any]:

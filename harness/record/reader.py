@@ -110,18 +110,31 @@ class RunReader:
         return self._whole(self.root / relative, SnapshotRecord)
 
     def snapshots(self) -> Iterator[tuple[CheckRecord, SnapshotRecord]]:
-        """Each check's snapshot, in the order the checks were made."""
+        """Each check's snapshot, in the order the checks were made; one a check names but the run
+        does not hold is noted in `problems`."""
         for check in self.checks():
             found = self.snapshot(check.snapshot) if check.snapshot else None
             if found is not None:
                 yield check, found
+            elif check.snapshot:
+                self.problems.append(f"{check.snapshot} (the snapshot of {check.name}) is missing")
 
     def history_files(self) -> list[Path]:
         return sorted(self.layout.histories.glob("*.jsonl")) if self.layout.histories.is_dir() else []
 
+    def history(self, path: Path) -> History:
+        try:
+            return load_history(path)
+        except (ValueError, TypeError) as exc:
+            raise RecordError(f"{self.layout.relative(path)}: {exc}") from exc
+
     def histories(self) -> Iterator[tuple[Path, History]]:
+        """Every history file; one that cannot be read is noted in `problems` and the rest read."""
         for path in self.history_files():
-            yield path, load_history(path)
+            try:
+                yield path, self.history(path)
+            except RecordError as exc:
+                self.problems.append(str(exc))
 
     def operations(self) -> list[Operation]:
         """Every operation of every history of the run, in wall-clock order."""

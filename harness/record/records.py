@@ -217,13 +217,18 @@ class QueueLevel(Record):
 
 class Sample(Record):
     """One line of `samples.jsonl`, taken every second while a stack runs: queue levels, tasks by
-    status. A store that did not answer leaves its part empty and says why in `error`."""
+    status. A store that did not answer leaves its part empty and says why in its error field."""
 
     t: float
     suite: str = ""
     queues: dict[str, QueueLevel] = Field(default_factory=dict)
     tasks: dict[str, int] = Field(default_factory=dict)
-    error: str | None = None
+    rabbitmq_error: str | None = None
+    postgres_error: str | None = None
+
+    @property
+    def error(self) -> str | None:
+        return "; ".join(e for e in (self.rabbitmq_error, self.postgres_error) if e) or None
 
     @property
     def terminal(self) -> int:

@@ -383,7 +383,7 @@ def test_queue_depths_leave_a_gap_where_the_broker_did_not_answer() -> None:
     level = QueueLevel(ready=3, unacked=1)
     samples = [
         Sample(t=0.0, queues={"ast.simulate.q": level}),
-        Sample(t=1.0, error="rabbitmq: ConnectionRefusedError"),
+        Sample(t=1.0, rabbitmq_error="ConnectionRefusedError"),
         Sample(t=2.0, queues={"ast.simulate.q": level, "ast.jobs.dlq": QueueLevel(ready=1, unacked=0)}),
     ]
     assert queue_depths(samples) == {
