@@ -104,7 +104,9 @@ def test_client_records_ok_fail_and_unknown_from_concurrent_calls() -> None:
     assert "ConnectError" in results[3].op.error
     assert len(history) == 8
     assert not history.pending()
-    submit = history.ops[results[0].op.invoke_index or 0]
+    index = results[0].op.invoke_index
+    assert index is not None
+    submit = history.ops[index]
     assert submit.idempotency_key == "k1"
     assert submit.body_digest == body_digest({"type": "simulate", "payload": {"steps": 1}})
 
