@@ -81,6 +81,20 @@ class Management:
             for q in rows
         )
 
+    async def exchange_names(self) -> list[str]:
+        path = f"/api/exchanges/{quote(self.vhost, safe='')}"
+        response = await self.http.get(path, params={"columns": "name"})
+        response.raise_for_status()
+        return [row["name"] for row in response.json()]
+
+    async def create_vhost(self, user: str) -> None:
+        """Creates this client's vhost and gives `user` every right on it (idempotent)."""
+        name = quote(self.vhost, safe="")
+        (await self.http.put(f"/api/vhosts/{name}")).raise_for_status()
+        rights = {"configure": ".*", "write": ".*", "read": ".*"}
+        granted = await self.http.put(f"/api/permissions/{name}/{quote(user, safe='')}", json=rights)
+        granted.raise_for_status()
+
     async def consumers(self) -> dict[str, int]:
         return {q["name"]: int(q.get("consumers") or 0) for q in await self.queue_rows("name,consumers")}
 
@@ -111,7 +125,7 @@ def _decode_payload(raw: dict[str, Any]) -> Any:
         payload = base64.b64decode(payload).decode("utf-8", "replace")
     try:
         return json.loads(payload)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):  # a DLQ holds anything, even `[` * 100_000
         return payload
 
 

@@ -12,11 +12,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 import pytest
 
+from harness.observe.rabbitmq import Management
 from harness.stack.servers import LocalServers
 from harness.stack.services import ServiceStack
 
@@ -29,21 +29,14 @@ TOPOLOGY_QUEUES = (*JOB_QUEUES, "ast.jobs.dlq")
 SETTLE_S = 60.0
 
 
-def _management(management_url: str) -> httpx.Client:
-    """The management HTTP API, authenticated as the user in `management_url`."""
-    url = httpx.URL(management_url)
-    base = f"{url.scheme}://{url.host}:{url.port}/api"
-    return httpx.Client(base_url=base, auth=(url.username, url.password), timeout=10)
-
-
 def create_vhost(management_url: str, vhost: str) -> None:
     """`vhost`, with every right for the management user (the service connects as the same one)."""
-    name = quote(vhost, safe="")
-    with _management(management_url) as api:
-        api.put(f"/vhosts/{name}").raise_for_status()
-        user = quote(httpx.URL(management_url).username, safe="")
-        rights = {"configure": ".*", "write": ".*", "read": ".*"}
-        api.put(f"/permissions/{name}/{user}", json=rights).raise_for_status()
+
+    async def create() -> None:
+        async with Management(management_url, vhost=vhost) as management:
+            await management.create_vhost(httpx.URL(management_url).username)
+
+    asyncio.run(create())
 
 
 class ServersWithVhost(LocalServers):
@@ -70,17 +63,19 @@ def vhost_stack(stack_run_dir: Path) -> Iterator[ServiceStack]:
 
 
 def _queues(management_url: str, vhost: str) -> dict[str, dict[str, Any]]:
-    with _management(management_url) as api:
-        answer = api.get(f"/queues/{quote(vhost, safe='')}")
-    answer.raise_for_status()
-    return {queue["name"]: queue for queue in answer.json()}
+    async def read() -> list[dict[str, Any]]:
+        async with Management(management_url, vhost=vhost) as management:
+            return await management.queue_rows("name,consumers,message_stats")
+
+    return {queue["name"]: queue for queue in asyncio.run(read())}
 
 
 def _exchanges(management_url: str, vhost: str) -> list[str]:
-    with _management(management_url) as api:
-        answer = api.get(f"/exchanges/{quote(vhost, safe='')}")
-    answer.raise_for_status()
-    return [exchange["name"] for exchange in answer.json()]
+    async def read() -> list[str]:
+        async with Management(management_url, vhost=vhost) as management:
+            return await management.exchange_names()
+
+    return asyncio.run(read())
 
 
 def _ours(names: Iterable[str]) -> list[str]:
