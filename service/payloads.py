@@ -1,7 +1,17 @@
-"""Payload schemas per task type: the API validates at submit (422), the worker again on receipt."""
+"""Payload schemas per task type: the API validates at submit (422), the worker again on receipt.
+
+And the bounds of every free-form JSON value: what the API accepts (`ACCEPTED_JSON`, `EVENT_JSON`,
+checked at the door) and what a reader can always serialize (`READABLE_JSON`, applied to what is
+stored). PostgreSQL's jsonb refuses NaN and Infinity, and pydantic refuses to serialize a value
+nested about 250 levels deep, so neither may get past the door nor break a read.
+"""
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
@@ -86,7 +96,147 @@ def parse_payload(task_type: TaskType, payload: Any, *, allow_local_repos: bool 
     return PAYLOAD_MODELS[task_type].model_validate(payload, context=context)
 
 
+@dataclass(frozen=True)
+class JsonBounds:
+    """`max_depth` counts nested arrays and objects (a scalar is 0); `max_items` counts values and
+    keys; `max_bytes` bounds the compact UTF-8 encoding."""
+
+    max_depth: int
+    max_items: int | None = None
+    max_bytes: int | None = None
+
+
+ACCEPTED_JSON = JsonBounds(max_depth=32, max_items=50_000)
+"""A task payload; its size in bytes is bounded by the request body limit."""
+EVENT_JSON = JsonBounds(max_depth=32, max_items=10_000, max_bytes=65_536)
+"""An event payload: copied into every task it resumes, and by a simulate job into its result."""
+READABLE_JSON = JsonBounds(max_depth=128)
+"""What a read serializes; far enough below pydantic's limit to leave room for the envelope."""
+
+_Walk = list[tuple[Any, int]]
+
+
+def json_problem(value: Any, bounds: JsonBounds) -> str | None:
+    """Why `value` is not a JSON value within `bounds`, or None. Iterative: depth cannot exhaust the stack."""
+    pending: _Walk = [(value, 0)]
+    items = 0
+    while pending:
+        item, depth = pending.pop()
+        items += 1
+        if bounds.max_items is not None and items > bounds.max_items:
+            return f"JSON value has more than {bounds.max_items} items"
+        if isinstance(item, dict | list):
+            problem = _container_problem(item, depth, bounds, pending)
+        else:
+            problem = _scalar_problem(item)
+        if problem is not None:
+            return problem
+    if bounds.max_bytes is not None and _encoded_size(value) > bounds.max_bytes:
+        return f"JSON value is over {bounds.max_bytes} bytes"
+    return None
+
+
+def _container_problem(
+    item: dict[Any, Any] | list[Any], depth: int, bounds: JsonBounds, pending: _Walk
+) -> str | None:
+    if depth >= bounds.max_depth:
+        return f"JSON value is nested deeper than {bounds.max_depth} levels"
+    if isinstance(item, list):
+        pending.extend((child, depth + 1) for child in item)
+        return None
+    for key, child in item.items():
+        if not isinstance(key, str):
+            return "JSON object keys must be text"
+        pending.append((key, depth + 1))
+        pending.append((child, depth + 1))
+    return None
+
+
+def _scalar_problem(item: Any) -> str | None:
+    if isinstance(item, str):
+        return text_problem(item)
+    if isinstance(item, float) and not math.isfinite(item):
+        return "NaN and Infinity are not JSON numbers"
+    if item is None or isinstance(item, bool | int | float):
+        return None
+    return f"a {type(item).__name__} is not a JSON value"
+
+
+def text_problem(text: str) -> str | None:
+    """Why PostgreSQL cannot store `text` (U+0000, lone surrogates), or None."""
+    if "\x00" in text:
+        return "text must not contain U+0000 (NUL)"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "text must be valid Unicode (no lone surrogates)"
+    return None
+
+
+def _encoded_size(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def bounded_json(bounds: JsonBounds) -> Callable[[Any], Any]:
+    """A pydantic AfterValidator: the value unchanged, or ValueError (a 422) naming the problem."""
+
+    def check(value: Any) -> Any:
+        problem = json_problem(value, bounds)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    return check
+
+
+def storable_text(value: str) -> str:
+    """A pydantic AfterValidator for one text field: PostgreSQL must be able to store it."""
+    problem = text_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def readable_json(value: Any) -> Any:
+    """A stored value as a reader can always serialize it: unchanged, or, when it is out of
+    `READABLE_JSON`, `{"unreadable": true, "reason": ...}` in its place, so a read never fails."""
+    problem = json_problem(value, READABLE_JSON)
+    return value if problem is None else {"unreadable": True, "reason": problem}
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name}: NaN, Infinity and -Infinity are not JSON numbers")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text[:40]} is out of range for a JSON number")
+    return number
+
+
+def parse_json(raw: bytes | str) -> Any:
+    """Standard JSON only (RFC 8259): Python's parser also takes NaN, Infinity and 1e400 (as inf),
+    which PostgreSQL then refuses. Raises json.JSONDecodeError, which FastAPI answers with a 422."""
+    try:
+        return json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except json.JSONDecodeError:
+        raise
+    except ValueError as error:
+        raise json.JSONDecodeError(str(error), "", 0) from None
+
+
 __all__ = [
+    "ACCEPTED_JSON",
+    "EVENT_JSON",
+    "READABLE_JSON",
+    "JsonBounds",
+    "bounded_json",
+    "json_problem",
+    "parse_json",
+    "readable_json",
+    "storable_text",
+    "text_problem",
     "PAYLOAD_MODELS",
     "ValidationError",
     "parse_payload",

@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 from service.api.errors import ApiError
 
@@ -17,7 +17,12 @@ def encode_cursor(created_at: datetime, task_id: uuid.UUID) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    """Raises a 422 ApiError for anything this module did not produce."""
+    """Raises a 422 ApiError for anything this module did not produce.
+
+    The instant is returned in UTC, as the driver sends it: an offset that takes it outside the
+    years 1-9999 (`0001-01-01T00:00:00+05:00`) is an OverflowError here, not a DataError (and a
+    503) from the database driver.
+    """
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, task_id = json.loads(raw)
@@ -26,6 +31,6 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         when = datetime.fromisoformat(created)
         if when.tzinfo is None:
             raise ValueError("naive timestamp")
-        return when, uuid.UUID(task_id)
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as error:
+        return when.astimezone(UTC), uuid.UUID(task_id)
+    except (binascii.Error, ValueError, TypeError, OverflowError, RecursionError) as error:
         raise ApiError(422, "INVALID_CURSOR", "the cursor is not one this API returned") from error

@@ -1,7 +1,11 @@
 """Every error leaves the API as `{"error": {"code", "message", "details"}}` with a fitting status.
 
 Bad input is always a 4xx; a database or broker that does not answer is a 503 `UNAVAILABLE`, so a
-client (and the harness) can tell "you sent something wrong" from "try again later".
+client (and the harness) can tell "you sent something wrong" from "try again later". A value the
+database refuses (SQLSTATE class 22, data exception, which asyncpg also raises when it cannot encode
+an argument; class 54, a program limit) will be refused again on every retry: it is a 422, since in
+the API such a value can only have come from the request. The door's checks should have caught it,
+so it is logged as a warning, without the driver's message (which quotes the value).
 """
 
 from __future__ import annotations
@@ -34,6 +38,11 @@ _HTTP_CODES = {
     422: "VALIDATION_ERROR",
     503: "UNAVAILABLE",
 }
+
+REFUSED_VALUE_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.exceptions.DataError,
+    asyncpg.exceptions.ProgramLimitExceededError,
+)
 
 UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.PostgresError,
@@ -76,10 +85,19 @@ def task_not_found(task_id: object) -> ApiError:
 def validation_details(errors: Any) -> list[dict[str, Any]]:
     """Location, message and type of each problem; never the input, which may be a payload."""
     return [
-        {"loc": [str(part) for part in error.get("loc", ())], "msg": str(error.get("msg", "")),
+        {"loc": [str(part) for part in error.get("loc", ())], "msg": _message(error),
          "type": str(error.get("type", ""))}
         for error in errors
     ]
+
+
+def _message(error: Any) -> str:
+    """pydantic's message; for a body that is not JSON, with the decoder's reason (never the text)."""
+    message = str(error.get("msg", ""))
+    reason = (error.get("ctx") or {}).get("error")
+    if error.get("type") == "json_invalid" and isinstance(reason, str):
+        return f"{message}: {reason}"
+    return message
 
 
 async def _api_error(_: Request, exc: Exception) -> JSONResponse:
@@ -103,6 +121,14 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, message, headers=exc.headers)
 
 
+async def _refused_value(request: Request, exc: Exception) -> JSONResponse:
+    log.warning(
+        "the database refused a value of %s %s: %s (SQLSTATE %s)", request.method, request.url.path,
+        type(exc).__name__, getattr(exc, "sqlstate", None), extra={"step": "request"},
+    )
+    return error_response(422, "VALIDATION_ERROR", "a value in the request cannot be stored or compared")
+
+
 async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.warning(
         "dependency unavailable during %s %s: %s", request.method, request.url.path, type(exc).__name__,
@@ -123,4 +149,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     for error_type in UNAVAILABLE_ERRORS:
         app.add_exception_handler(error_type, _unavailable)
+    for error_type in REFUSED_VALUE_ERRORS:
+        app.add_exception_handler(error_type, _refused_value)
     app.add_exception_handler(Exception, _unexpected)

@@ -14,38 +14,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 from pydantic.alias_generators import to_camel
 
 from service.models import Status, TaskType
+from service.payloads import ACCEPTED_JSON, EVENT_JSON, bounded_json, readable_json, storable_text
 
-
-def storable_text(value: Any) -> Any:
-    """Rejects text PostgreSQL cannot store (U+0000, lone surrogates) anywhere in a JSON value.
-
-    Without this the database refuses it mid-transaction and the client gets a 503 ("retry
-    later") for input that will never succeed. Iterative, so a deeply nested body cannot
-    exhaust the stack.
-    """
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            _check_text(item)
-        elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return value
-
-
-def _check_text(text: str) -> None:
-    if "\x00" in text:
-        raise ValueError("text must not contain U+0000 (NUL)")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("text must be valid Unicode (no lone surrogates)") from None
-
-
-StorableJson = Annotated[Any, AfterValidator(storable_text)]
+# Free-form values and text are checked where they enter, so PostgreSQL never refuses them
+# mid-transaction (a 503 "retry later" for input that will never succeed) and a read never fails.
+EventJson = Annotated[Any, AfterValidator(bounded_json(EVENT_JSON))]
 StorableText = Annotated[str, AfterValidator(storable_text)]
 
 
@@ -59,7 +32,7 @@ class _Request(_Wire):
 
 class TaskSubmit(_Request):
     type: TaskType
-    payload: Annotated[dict[str, Any], AfterValidator(storable_text)]
+    payload: Annotated[dict[str, Any], AfterValidator(bounded_json(ACCEPTED_JSON))]
     priority: StrictInt = Field(default=0, ge=0, le=9)
 
 
@@ -69,6 +42,9 @@ class TaskAccepted(_Wire):
 
 
 class Task(_Wire):
+    """`result` and `error` are what is stored, unless that cannot be serialized: then a marker
+    `{"unreadable": true, "reason"}` stands in (see `readable_json`), so reading never fails."""
+
     task_id: uuid.UUID
     type: str
     status: Status
@@ -86,7 +62,17 @@ class Task(_Wire):
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Task:
-        return cls.model_validate({name: row[name] for name in cls.model_fields})
+        fields = {name: row[name] for name in cls.model_fields}
+        fields["result"] = readable_json(fields["result"])
+        fields["error"] = _readable_error(fields["error"])
+        return cls.model_validate(fields)
+
+
+def _readable_error(error: Any) -> dict[str, Any] | None:
+    readable = readable_json(error)
+    if readable is None or isinstance(readable, dict):
+        return readable
+    return {"unreadable": True, "reason": "the stored error is not a JSON object"}
 
 
 class TaskPage(_Wire):
@@ -119,7 +105,7 @@ class TaskEvents(_Wire):
 class ExternalEvent(_Request):
     type: StorableText = Field(min_length=1, max_length=200)
     key: StorableText = Field(min_length=1, max_length=500)
-    payload: StorableJson = None
+    payload: EventJson = None
 
 
 class Resumed(_Wire):

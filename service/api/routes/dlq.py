@@ -20,13 +20,14 @@ from fastapi import APIRouter
 
 from service.api import queries
 from service.api.deps import ACQUIRE_TIMEOUT_S, Broker, Pool
+from service.api.json_body import StrictJsonRoute
 from service.api.schemas import DlqReplayed, DlqReplayRequest
 from service.broker.topology import DEAD_LETTER_QUEUE
 from service.db.tasks import NewTask, insert_task, lock_task
 from service.models import Status, TaskType
 
 log = logging.getLogger("ast.api")
-router = APIRouter(tags=["dlq"])
+router = APIRouter(tags=["dlq"], route_class=StrictJsonRoute)
 
 MAX_MESSAGES_PER_REPLAY = 10_000
 
@@ -76,9 +77,11 @@ async def _drain(
 
 
 def _task_id_of(message: AbstractIncomingMessage) -> uuid.UUID | None:
+    """None for a message that names no task; a deeply nested body is one (RecursionError), and
+    must not fail the replay (and every later one) with the message left unsettled."""
     try:
         return uuid.UUID(str(json.loads(message.body)["taskId"]))
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return None
 
 

@@ -8,12 +8,13 @@ from fastapi import APIRouter
 
 from service.api import queries
 from service.api.deps import ACQUIRE_TIMEOUT_S, Pool
+from service.api.json_body import StrictJsonRoute
 from service.api.schemas import ExternalEvent, Resumed
 from service.db.tasks import change_status, enqueue_job
 from service.models import Status
 
 log = logging.getLogger("ast.api")
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], route_class=StrictJsonRoute)
 
 
 @router.post("/events", status_code=202, response_model=Resumed)

@@ -14,6 +14,7 @@ from service.api import queries
 from service.api.cursor import decode_cursor, encode_cursor
 from service.api.deps import ACQUIRE_TIMEOUT_S, AppSettings, Metrics, Pool, TaskId
 from service.api.errors import ApiError, task_not_found, validation_details
+from service.api.json_body import StrictJsonRoute
 from service.api.schemas import Task, TaskAccepted, TaskEvent, TaskEvents, TaskPage, TaskSubmit
 from service.api.stream import task_updates
 from service.db.tasks import (
@@ -29,7 +30,7 @@ from service.models import TERMINAL, Status, TaskType
 from service.payloads import parse_payload
 
 log = logging.getLogger("ast.api")
-router = APIRouter(tags=["tasks"])
+router = APIRouter(tags=["tasks"], route_class=StrictJsonRoute)
 
 IdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"^[\x20-\x7e]+$")
