@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.repo_url import allowed_host
+
 EXIT_BAD_CONFIG = 2
 
 
@@ -32,6 +34,7 @@ class Settings(BaseSettings):
     temp_dir: Path = Path("/tmp/ast-service")
     artifacts_dir: Path = Path("/tmp/ast-artifacts")
     allow_local_repos: bool = False
+    repo_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     clone_timeout_ms: int = Field(default=300_000, ge=1000, le=86_400_000)
     clone_max_bytes: int = Field(default=1 << 30, ge=1 << 20, le=1 << 40)
     git_credential_helper: str = Field(default="", max_length=1000)
@@ -51,6 +54,16 @@ class Settings(BaseSettings):
     def _split_tokens(cls, value: object) -> object:
         if isinstance(value, str):
             return [token.strip() for token in value.split(",") if token.strip()]
+        return value
+
+    @field_validator("repo_allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        """Internal git servers a clone may reach although they resolve to a private address."""
+        if isinstance(value, str):
+            value = [entry for entry in value.split(",") if entry.strip()]
+        if isinstance(value, list):
+            return [allowed_host(str(entry)) for entry in value]
         return value
 
     @field_validator("log_level", mode="before")

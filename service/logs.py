@@ -1,7 +1,9 @@
 """JSON log lines that join the harness's history by taskId; secrets never reach them.
 
 Only entry points call `configure_logging`. Records carry `taskId`, `type` and `step` through
-`extra=`; payload contents are never logged, and credentials in URLs are masked on the way out.
+`extra=`; payload contents are never logged. On the way out, as a last line of defence behind
+the callers' own care (`service.repo_url.log_form`), credentials and fragments of URLs, file://
+paths and bearer tokens are masked.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 _CREDENTIALS_IN_URL = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s:]+(:[^/@\s]*)?@")
+_FRAGMENT_IN_URL = re.compile(r"(?P<url>[a-zA-Z][a-zA-Z0-9+.-]*://[^\s#'\"]*)#[^\s'\"]+")
+_FILE_URL = re.compile(r"(?i)\bfile://[^\s'\"]+")
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"']+")
 _FIELDS = (
     "taskId",
@@ -32,8 +36,10 @@ _FIELDS = (
 
 
 def redact(text: str) -> str:
-    """Masks user:password@ in URLs and bearer tokens."""
+    """Masks user:password@ and #fragments in URLs, the paths of file:// URLs, and bearer tokens."""
     text = _CREDENTIALS_IN_URL.sub(lambda m: f"{m.group('scheme')}***@", text)
+    text = _FRAGMENT_IN_URL.sub(lambda m: f"{m.group('url')}#***", text)
+    text = _FILE_URL.sub("file://***", text)
     return _BEARER.sub(r"\1***", text)
 
 

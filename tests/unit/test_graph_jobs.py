@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,17 +149,26 @@ async def test_unsafe_urls_fail_terminally(
 
 
 @pytest.mark.parametrize(
-    ("url", "error"),
+    ("url", "error", "allowed"),
     [
-        (f"https://user:{SECRET}@127.0.0.1:9/org/repo.git", RetryableJobError),
-        (f"https://{SECRET}@127.0.0.1:9/org/repo.git", RetryableJobError),
-        (f"https://user:{SECRET}@-bad-host/org/repo.git", TerminalJobError),
-        (f"http://user:{SECRET}@example.com/org/repo.git", TerminalJobError),
+        (f"https://user:{SECRET}@127.0.0.1:9/org/repo.git", RetryableJobError, "127.0.0.1"),
+        (f"https://{SECRET}@127.0.0.1:9/org/repo.git", RetryableJobError, "127.0.0.1"),
+        (f"https://user:{SECRET}@127.0.0.1:9/org/repo.git", TerminalJobError, ""),
+        (f"https://user:{SECRET}@-bad-host/org/repo.git", TerminalJobError, ""),
+        (f"http://user:{SECRET}@example.com/org/repo.git", TerminalJobError, ""),
+        (f"https://example.invalid/org/repo.git#{SECRET}", TerminalJobError, ""),
     ],
 )
 async def test_credentials_never_show(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, url: str, error: type[Exception]
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    url: str,
+    error: type[Exception],
+    allowed: str,
 ) -> None:
+    """With 127.0.0.1 on the allow-list git really tries (and fails on the network), else it is refused."""
+    monkeypatch.setenv("REPO_ALLOWED_HOSTS", allowed)
     caplog.set_level(logging.DEBUG)
     ctx = _context(tmp_path, {"repoUrl": url})
     with pytest.raises(error) as caught:
@@ -170,14 +180,18 @@ async def test_credentials_never_show(
     assert _leftovers(ctx) == []
 
 
-async def test_credentialed_url_is_logged_redacted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_credentialed_url_is_logged_as_scheme_and_host(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO)
     with pytest.raises(RetryableJobError):
         await initialize_repository(
-            _context(tmp_path, {"repoUrl": f"https://user:{SECRET}@127.0.0.1:9/x.git"})
+            _context(tmp_path, {"repoUrl": f"https://user:{SECRET}@127.0.0.1:9/private-x.git"}),
+            allowed_hosts=frozenset({"127.0.0.1"}),
         )
     messages = [record.getMessage() for record in caplog.records]
-    assert any("https://***@127.0.0.1:9/x.git" in message for message in messages)
+    assert any("cloning https://127.0.0.1:9 " in message for message in messages)
+    assert all("private-x" not in message for message in messages)
     ours = [record for record in caplog.records if record.name.startswith("service")]
     assert ours
     assert all(getattr(record, "taskId", None) for record in ours)
@@ -255,3 +269,60 @@ async def test_impact_job_refuses_a_malformed_payload(tmp_path: Path) -> None:
     with pytest.raises(TerminalJobError) as caught:
         await initialize_impact_analysis(ctx)
     assert caught.value.code == "INVALID_PAYLOAD"
+
+
+# ---- issue 9: private paths, internal hosts, local paths that are no repository -----------------
+
+
+def _everything_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [record.getMessage() for record in caplog.records] + [
+        repr(record.__dict__) for record in caplog.records
+    ]
+
+
+async def test_a_local_repository_path_is_never_logged(
+    sample: SampleRepo, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    for url in (str(sample.path), sample.url):
+        await initialize_repository(_context(tmp_path, {"repoUrl": url}))
+    logged = _everything_logged(caplog)
+    assert any("cloning local repository " in text for text in logged)
+    assert all(str(sample.path) not in text for text in logged)
+
+
+@pytest.mark.parametrize("url", ["/etc/passwd", "/etc", "{tmp}/private-missing", "file://{tmp}/private-missing"])
+async def test_a_local_path_that_is_no_repository_fails_terminally_and_is_never_shown(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, url: str
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    ctx = _context(tmp_path, {"repoUrl": url.format(tmp=tmp_path)})
+    with pytest.raises(TerminalJobError) as caught:
+        await initialize_repository(ctx)
+    assert caught.value.code == "REPOSITORY_NOT_FOUND"
+    shown = [str(caught.value), *_everything_logged(caplog)]
+    assert all("passwd" not in text and "private-missing" not in text for text in shown)
+    assert _leftovers(ctx) == []
+
+
+async def test_an_internal_host_fails_terminally_and_is_never_connected_to(tmp_path: Path) -> None:
+    accepted: list[int] = []
+
+    async def count(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        writer.close()
+
+    server = await asyncio.start_server(count, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        for url in (f"https://127.0.0.1:{port}/org/x.git", f"ssh://git@localhost:{port}/org/x.git"):
+            ctx = _context(tmp_path, {"repoUrl": url})
+            with pytest.raises(TerminalJobError) as caught:
+                await initialize_repository(ctx)
+            assert caught.value.code == "HOST_NOT_ALLOWED"
+            assert _leftovers(ctx) == []
+        await asyncio.sleep(0.05)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert accepted == []

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from pydantic import ValidationError
 
+from service.api.app import create_app
+from service.api.errors import validation_details
 from service.config import Settings, describe_error
 from service.models import TaskType
 from service.payloads import parse_payload
-from service.repo_url import redact_text, redact_url, validate_ref, validate_repo_url
+from service.repo_url import (
+    clone_url,
+    log_form,
+    redact_text,
+    redact_url,
+    url_secrets,
+    validate_ref,
+    validate_repo_url,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -156,3 +167,116 @@ def test_redact_text_masks_userinfo_and_given_secrets() -> None:
     text = "fatal: unable to access 'https://user:secret@host/x.git/': secret was wrong"
     shown = "fatal: unable to access 'https://***@host/x.git/': *** was wrong"
     assert redact_text(text, secrets=("secret",)) == shown
+
+
+# ---- secrets in other parts of a URL (issue 9, defect 3) ----------------------------------------
+
+FRAGMENT_SECRET = "tok3n-SECRET"
+REFUSED_PARTS = [
+    f"https://example.invalid/x.git#{FRAGMENT_SECRET}",
+    f"https://user:pw@example.invalid/x.git#{FRAGMENT_SECRET}",
+    f"ssh://git@example.invalid/x.git#{FRAGMENT_SECRET}",
+    f"git@example.invalid:x.git#{FRAGMENT_SECRET}",
+    f"git@example.invalid:x.git?token={FRAGMENT_SECRET}",
+    f"git@example.invalid:x.git;token={FRAGMENT_SECRET}",
+    f"https://example.invalid/x.git;token={FRAGMENT_SECRET}",
+    f"ssh://git@example.invalid/x.git;token={FRAGMENT_SECRET}",
+    f"ssh://{FRAGMENT_SECRET}%3Apw@example.invalid/x.git",
+    f"file:///srv/repo#{FRAGMENT_SECRET}",
+    f"/srv/repo#{FRAGMENT_SECRET}",
+]
+
+
+@pytest.mark.parametrize("url", REFUSED_PARTS)
+def test_fragments_path_parameters_and_odd_ssh_users_are_refused_without_quoting_them(url: str) -> None:
+    with pytest.raises(ValueError, match="repoUrl") as caught:
+        validate_repo_url(url, allow_local=True)
+    assert FRAGMENT_SECRET not in str(caught.value)
+    with pytest.raises(ValidationError) as refused:
+        parse_payload(TaskType.INITIALIZE_REPOSITORY, {"repoUrl": url}, allow_local_repos=True)
+    assert FRAGMENT_SECRET not in str(validation_details(refused.value.errors()))
+
+
+async def test_a_secret_in_a_fragment_is_refused_at_the_api_and_never_stored_or_echoed() -> None:
+    """Through the real route: 422 in the contract's error shape, and the database is never reached."""
+
+    class NoDatabase:
+        def acquire(self, *args: object, **kwargs: object) -> object:
+            raise AssertionError("a refused payload must never reach the database")
+
+    app = create_app(Settings(allow_local_repos=True))
+    app.state.pool = NoDatabase()
+    app.state.broker = None
+    body = {"type": "initialize_repository", "payload": {"repoUrl": REFUSED_PARTS[0]}}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+        answer = await client.post("/tasks", json=body, headers={"Idempotency-Key": "k"})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["code"] == "INVALID_PAYLOAD"
+    assert set(answer.json()["error"]) == {"code", "message", "details"}
+    assert FRAGMENT_SECRET not in answer.text
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://[2001:db8::1]/org/x.git", "https://[2001:db8::1]:8443/org/x.git", "ssh://git@[2001:db8::1]/x.git"],
+)
+def test_ipv6_literal_hosts_are_valid_urls(url: str) -> None:
+    """Their address is judged by the fetch policy in the worker, like any other host's."""
+    assert validate_repo_url(url, allow_local=False) == url
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://host/x.git#frag", "https://host/x.git#***"),
+        ("https://u:p@host/x.git?q=1#frag", "https://***@host/x.git?***#***"),
+    ],
+)
+def test_redact_url_masks_a_fragment_too(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+    assert "frag" not in clone_url(shown)
+    assert "frag" in url_secrets(url)
+
+
+# ---- what a log line may show of a repository (issue 9, defect 5) -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "start"),
+    [
+        ("https://user:pw@github.com/org/private-name.git", "https://github.com "),
+        ("https://git.example.com:8443/org/private-name.git", "https://git.example.com:8443 "),
+        ("ssh://git@git.example.com/org/private-name.git", "ssh://git.example.com "),
+        ("git@git.example.com:org/private-name.git", "ssh://git.example.com "),
+        ("/home/alice/private-name", "local repository "),
+        ("file:///home/alice/private-name", "local repository "),
+    ],
+)
+def test_log_form_shows_scheme_and_host_or_a_digest_never_the_path(url: str, start: str) -> None:
+    shown = log_form(url)
+    assert shown.startswith(start)
+    for private in ("private-name", "alice", "user", "pw"):
+        assert private not in shown
+    assert log_form(url) == shown
+    assert log_form(url + "2") != shown
+
+
+# ---- the allow-list of internal git servers (issue 9, defect 6) ---------------------------------
+
+
+def test_repo_allowed_hosts_is_a_comma_separated_list_of_hosts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REPO_ALLOWED_HOSTS", raising=False)
+    assert Settings().repo_allowed_hosts == []
+    monkeypatch.setenv("REPO_ALLOWED_HOSTS", " Git.Internal.example ,10.0.0.5,[fd00::1],, ")
+    assert Settings().repo_allowed_hosts == ["git.internal.example", "10.0.0.5", "fd00::1"]
+
+
+@pytest.mark.parametrize("value", ["git internal", "-oProxyCommand=x", "https://git.internal", "host:22"])
+def test_a_bad_repo_allowed_hosts_stops_the_process_naming_it(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("REPO_ALLOWED_HOSTS", value)
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    assert describe_error(caught.value).startswith("invalid configuration: REPO_ALLOWED_HOSTS:")

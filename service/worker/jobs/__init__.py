@@ -26,7 +26,12 @@ def job_for(task_type: TaskType, settings: Settings) -> Job:
             max_bytes=settings.clone_max_bytes,
             credential_helper=settings.git_credential_helper,
         )
-        return partial(initialize_repository, limits=limits, allow_local=settings.allow_local_repos)
+        return partial(
+            initialize_repository,
+            limits=limits,
+            allow_local=settings.allow_local_repos,
+            allowed_hosts=frozenset(settings.repo_allowed_hosts),
+        )
     from service.worker.jobs.impact import initialize_impact_analysis
 
     return initialize_impact_analysis

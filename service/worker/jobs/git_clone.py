@@ -13,9 +13,14 @@ The kernel drops the lock when the process dies, even by SIGKILL, so `cleanup_st
 (called by the worker at start) removes exactly the directories nobody holds, and never the
 live clone of another worker that shares the same TEMP_DIR.
 
+Before git runs, a network URL passes the fetch policy (`fetch_policy`: no internal addresses
+unless allow-listed, git pinned to the checked addresses, redirects refused) and a local
+repository must be a git repository at all, so neither depends on reading git's stderr.
+
 Failures are classified for the retry policy: network and storage trouble is retryable; a
-repository that does not exist, a bad ref, an unsafe URL or a repository over the size limit
-can never succeed and is terminal. Messages are redacted: a URL's credentials never leave.
+repository that does not exist, a bad ref, an unsafe URL or host, or a repository over the size
+limit can never succeed and is terminal. Messages are redacted: a URL's credentials never leave,
+and neither does the path of a local repository or of the clone directory.
 """
 
 from __future__ import annotations
@@ -27,21 +32,24 @@ import fcntl
 import logging
 import os
 import re
+import shlex
 import shutil
 import signal
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 from service.errors import RetryableJobError, TerminalJobError
 from service.repo_url import (
     is_commit_sha,
+    local_path,
     redact_text,
     url_secrets,
     validate_ref,
     validate_repo_url,
 )
+from service.worker.jobs.fetch_policy import FetchTarget, fetch_target
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +63,11 @@ _GIT_CONFIG = (
     "init.templateDir=",
     "submodule.recurse=false",
     "advice.detachedHead=false",
+    "http.followRedirects=false",
 )
+_SSH_COMMAND = "ssh -o BatchMode=yes"
+_LOCAL_REPOSITORY = "<local repository>"
+_CLONE_DIRECTORY = "<clone directory>"
 
 # Checked in order; the first match decides. Storage first: a full disk is never the repo's fault.
 _CLASSIFIED: tuple[tuple[re.Pattern[str], bool, str], ...] = tuple(
@@ -70,6 +82,7 @@ _CLASSIFIED: tuple[tuple[re.Pattern[str], bool, str], ...] = tuple(
         ),
         (
             r"repository .*not found|not found|does not appear to be a git repository|does not exist"
+            r"|not a git repository|invalid gitfile format"
             r"|authentication failed|could not read (username|password)|terminal prompts disabled"
             r"|permission denied|host key verification failed",
             False,
@@ -118,15 +131,20 @@ async def cloned_repository(
     *,
     limits: CloneLimits | None = None,
     allow_local: bool,
+    allowed_hosts: Collection[str] = frozenset(),
 ) -> AsyncIterator[Checkout]:
     """Clones `ref` (default branch when None) of `url`; the directory is gone on exit, whatever happens.
 
-    `allow_local` lets local repositories through (`Settings.allow_local_repos`).
+    `allow_local` lets local repositories through (`Settings.allow_local_repos`); `allowed_hosts`
+    are internal git servers a clone may reach (`Settings.repo_allowed_hosts`).
     """
     _validate(url, ref, allow_local)
+    target = await fetch_target(url, allowed_hosts)
+    if target is None:
+        await _check_local_repository(url)
     workspace = await _create_workspace(temp_dir)
     try:
-        clone = _GitClone(url, ref, workspace.path, limits or CloneLimits(), allow_local)
+        clone = _GitClone(url, ref, workspace.path, limits or CloneLimits(), allow_local, target)
         yield await clone.run()
     finally:
         await asyncio.shield(asyncio.to_thread(workspace.remove))
@@ -139,6 +157,25 @@ def _validate(url: str, ref: str | None, allow: bool) -> None:
             validate_ref(ref)
     except ValueError as error:
         raise TerminalJobError(f"refused repository: {error}", code="UNSAFE_URL") from None
+
+
+async def _check_local_repository(url: str) -> None:
+    """A path that is no repository can never be cloned: terminal, and without naming the path."""
+    path = local_path(url)
+    if path is None or not await asyncio.to_thread(is_git_repository, Path(path)):
+        raise TerminalJobError(
+            "the local repository does not exist or is not a git repository", code="REPOSITORY_NOT_FOUND"
+        )
+
+
+def is_git_repository(path: Path) -> bool:
+    """A work tree (with `.git`, a directory or a gitfile) or a bare repository."""
+    try:
+        if not path.is_dir():
+            return False
+        return (path / ".git").exists() or ((path / "HEAD").is_file() and (path / "objects").is_dir())
+    except OSError:
+        return False
 
 
 class _Workspace:
@@ -231,26 +268,39 @@ def _remove_if_unlocked(entry: Path, lock: Path) -> bool:
     return not entry.exists()
 
 
-def git_environment(*, allow_local: bool) -> dict[str, str]:
-    """Only what git needs from the worker's environment, plus the safety switches."""
+def git_environment(*, allow_local: bool, target: FetchTarget | None = None) -> dict[str, str]:
+    """Only what git needs from the worker's environment, plus the safety switches.
+
+    For a checked `target`, ssh connects to its first address, keeping host keys under the name.
+    """
     env = {key: os.environ[key] for key in _PASSED_ENVIRONMENT if key in os.environ}
+    ssh = _SSH_COMMAND
+    if target is not None and target.addresses:
+        pins = (f"HostKeyAlias={target.host}", f"Hostname={target.addresses[0]}")
+        ssh = " ".join([ssh, *(f"-o {shlex.quote(pin)}" for pin in pins)])
     env.update(
         GIT_TERMINAL_PROMPT="0",
         GIT_ALLOW_PROTOCOL="https:ssh:file" if allow_local else "https:ssh",
         GIT_PROTOCOL_FROM_USER="0",
         GIT_CONFIG_NOSYSTEM="1",
         GIT_CONFIG_GLOBAL=os.devnull,
-        GIT_SSH_COMMAND="ssh -o BatchMode=yes",
+        GIT_SSH_COMMAND=ssh,
         GIT_LFS_SKIP_SMUDGE="1",
     )
     return env
 
 
 def git_clone_arguments(
-    url: str, ref: str | None, destination: Path, *, allow_local: bool, credential_helper: str = ""
+    url: str,
+    ref: str | None,
+    destination: Path,
+    *,
+    allow_local: bool,
+    credential_helper: str = "",
+    target: FetchTarget | None = None,
 ) -> list[str]:
     """The argument list of a branch/tag clone (a sha is fetched instead: see `_GitClone`)."""
-    options = _config_options(allow_local, credential_helper)
+    options = _config_options(allow_local, credential_helper, target)
     branch = ["--branch", ref] if ref is not None else []
     return [
         *options,
@@ -266,11 +316,19 @@ def git_clone_arguments(
     ]
 
 
-def _config_options(allow_local: bool, credential_helper: str = "") -> list[str]:
-    """`credential.helper=` first empties git's list of helpers; the operator's, if any, follows."""
+def _config_options(
+    allow_local: bool, credential_helper: str = "", target: FetchTarget | None = None
+) -> list[str]:
+    """`credential.helper=` first empties git's list of helpers; the operator's, if any, follows.
+
+    A checked `target` pins curl (https) to its addresses, so git never resolves the host again.
+    """
     pairs = [*_GIT_CONFIG, f"protocol.file.allow={'always' if allow_local else 'never'}"]
     if credential_helper:
         pairs.append(f"credential.helper={credential_helper}")
+    if target is not None and target.addresses:
+        addresses = ",".join(f"[{a}]" if ":" in a else a for a in target.addresses)
+        pairs.append(f"http.curloptResolve={target.host}:{target.port}:{addresses}")
     return [item for pair in pairs for item in ("-c", pair)]
 
 
@@ -281,15 +339,24 @@ def _transport_url(url: str) -> str:
 
 class _GitClone:
     def __init__(
-        self, url: str, ref: str | None, destination: Path, limits: CloneLimits, allow: bool
+        self,
+        url: str,
+        ref: str | None,
+        destination: Path,
+        limits: CloneLimits,
+        allow: bool,
+        target: FetchTarget | None,
     ) -> None:
         self.url = url
         self.ref = ref
         self.destination = destination
         self.limits = limits
         self.allow = allow
-        self.env = git_environment(allow_local=allow)
+        self.target = target
+        self.env = git_environment(allow_local=allow, target=target)
+        self.options = _config_options(allow, limits.credential_helper, target)
         self.secrets = url_secrets(url)
+        self.hidden = _private_paths(url, destination)
         self.deadline = 0.0
 
     async def run(self) -> Checkout:
@@ -303,6 +370,7 @@ class _GitClone:
                 self.destination,
                 allow_local=self.allow,
                 credential_helper=self.limits.credential_helper,
+                target=self.target,
             )
             await self._git(args, watch=True)
         await self._check_size()
@@ -311,7 +379,7 @@ class _GitClone:
 
     async def _fetch_commit(self, sha: str) -> None:
         where = ["-C", str(self.destination)]
-        options = _config_options(self.allow, self.limits.credential_helper)
+        options = self.options
         await self._git([*options, "init", "--quiet", str(self.destination)], watch=False)
         fetch = [
             *options,
@@ -354,7 +422,8 @@ class _GitClone:
             _kill_group(process)
             await asyncio.gather(finished, return_exceptions=True)
         if process.returncode != 0:
-            raise self._classify(stderr.decode("utf-8", errors="replace"))
+            text = stderr.decode("utf-8", errors="replace")
+            raise classify_git_failure(text, secrets=self.secrets, hidden=self.hidden)
         return stdout.decode("utf-8", errors="replace")
 
     async def _raise_stopped(self, too_large: bool) -> None:
@@ -369,14 +438,29 @@ class _GitClone:
         while await asyncio.to_thread(directory_size, self.destination) <= self.limits.max_bytes:
             await asyncio.sleep(self.limits.poll_seconds)
 
-    def _classify(self, stderr: str) -> RetryableJobError | TerminalJobError:
-        redacted = redact_text(stderr, secrets=self.secrets)
-        detail = _summary(redacted)
-        for pattern, retryable, code in _CLASSIFIED:
-            if pattern.search(redacted):
-                error_type = RetryableJobError if retryable else TerminalJobError
-                return error_type(f"git failed ({code.lower()}): {detail}", code=code)
-        return RetryableJobError(f"git failed: {detail}", code="CLONE_FAILED")
+
+def _private_paths(url: str, destination: Path) -> tuple[tuple[str, str], ...]:
+    """Paths git may echo that no message may show: the local repository's, the clone directory's."""
+    pairs = [(str(destination), _CLONE_DIRECTORY)]
+    path = local_path(url)
+    if path is not None and path.rstrip("/"):
+        pairs.append((path.rstrip("/"), _LOCAL_REPOSITORY))
+    return tuple(sorted(pairs, key=lambda pair: len(pair[0]), reverse=True))
+
+
+def classify_git_failure(
+    stderr: str, *, secrets: tuple[str, ...] = (), hidden: tuple[tuple[str, str], ...] = ()
+) -> RetryableJobError | TerminalJobError:
+    """The error git's stderr means for the retry policy, its message redacted (`hidden`: path, shown as)."""
+    redacted = redact_text(stderr, secrets=secrets)
+    for path, shown in hidden:
+        redacted = redacted.replace(path, shown)
+    detail = _summary(redacted)
+    for pattern, retryable, code in _CLASSIFIED:
+        if pattern.search(redacted):
+            error_type = RetryableJobError if retryable else TerminalJobError
+            return error_type(f"git failed ({code.lower()}): {detail}", code=code)
+    return RetryableJobError(f"git failed: {detail}", code="CLONE_FAILED")
 
 
 _PR_SET_PDEATHSIG = 1

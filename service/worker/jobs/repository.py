@@ -5,13 +5,15 @@ report is also where a cancel is noticed. Parsing is CPU-bound, so it runs in a 
 chunks: the event loop keeps heartbeats, leases and other jobs going in between. The clone is
 removed as soon as parsing is done, before linking and storing, so disk is held only while
 needed; the result keeps only the redacted URL. The payload's URL is normally already redacted
-by the API (see `RepositoryPayload`); its `***` placeholders are dropped before cloning.
+by the API (see `RepositoryPayload`); its `***` placeholders are dropped before cloning. Log
+lines show the repository's `log_form` (scheme and host, or a digest), never its path.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, cast
 
@@ -24,7 +26,7 @@ from service.graph.model import ParsedFile, RepositoryGraph, SkippedFile
 from service.graph.store import ArtifactPointer, ArtifactStore
 from service.models import TaskType
 from service.payloads import RepositoryPayload, parse_payload
-from service.repo_url import clone_url, redact_url
+from service.repo_url import clone_url, log_form, redact_url
 from service.worker.context import TaskContext
 from service.worker.jobs.git_clone import CloneLimits, cloned_repository
 
@@ -35,29 +37,38 @@ _PARSE_START, _PARSE_END = 20, 80
 
 
 async def initialize_repository(
-    ctx: TaskContext, *, limits: CloneLimits | None = None, allow_local: bool | None = None
+    ctx: TaskContext,
+    *,
+    limits: CloneLimits | None = None,
+    allow_local: bool | None = None,
+    allowed_hosts: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """The job handler; raises RetryableJobError / TerminalJobError / TaskCancelled.
 
-    `allow_local` is `Settings.allow_local_repos`: the worker passes its own (see `job_for`);
-    None reads it from the environment through `Settings`, for callers without the worker's
-    settings (unit tests and benchmarks that call the job directly).
+    `allow_local` is `Settings.allow_local_repos` and `allowed_hosts` `Settings.repo_allowed_hosts`:
+    the worker passes its own (see `job_for`); None reads them from the environment through
+    `Settings`, for callers without the worker's settings (tests and benchmarks that call the job).
     """
-    if allow_local is None:
-        allow_local = Settings().allow_local_repos
+    if allow_local is None or allowed_hosts is None:
+        settings = Settings()
+        allow_local = settings.allow_local_repos if allow_local is None else allow_local
+        allowed_hosts = settings.repo_allowed_hosts if allowed_hosts is None else allowed_hosts
     payload = parse_repository_payload(ctx.payload, allow_local=allow_local)
     shown_url = redact_url(payload.repo_url)
-    _log(ctx, "cloning", "cloning %s at %s", shown_url, payload.ref or "the default branch")
+    logged_url = log_form(payload.repo_url)
+    _log(ctx, "cloning", "cloning %s at %s", logged_url, payload.ref or "the default branch")
     await ctx.update(progress=5, state="cloning")
     url = clone_url(payload.repo_url)
-    clone = cloned_repository(url, payload.ref, ctx.temp_dir, limits=limits, allow_local=allow_local)
+    clone = cloned_repository(
+        url, payload.ref, ctx.temp_dir, limits=limits, allow_local=allow_local, allowed_hosts=allowed_hosts
+    )
     async with clone as checkout:
         parsed = await _parse(ctx, checkout.path)
     await ctx.update(progress=_PARSE_END + 5, state="linking")
     graph = await asyncio.to_thread(link, parsed)
     await ctx.update(progress=92, state="storing")
     pointer = await _store(ctx.artifacts_dir, graph)
-    _log(ctx, "stored", "graph of %s stored as %s", shown_url, pointer.sha256)
+    _log(ctx, "stored", "graph of %s stored as %s", logged_url, pointer.sha256)
     return _result(shown_url, payload.ref, checkout.commit_sha, graph, pointer)
 
 
