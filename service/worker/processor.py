@@ -11,8 +11,8 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,32 +46,65 @@ DeadLetter = Callable[[AbstractIncomingMessage, str], Awaitable[None]]
 _DB_ERRORS = DATABASE_ERRORS
 _HAND_BACK_ERRORS: tuple[type[BaseException], ...] = (*DATABASE_ERRORS, asyncio.CancelledError)
 _BUSY_POLL_S = 0.5
+_REASON_CHARS = 300
+_JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number", type(None): "null"}
 
 
 class PoisonMessage(Exception):
     """A message that is not a job of ours; it goes to the DLQ with this reason."""
 
+    def __init__(self, reason: str, task_id: uuid.UUID | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason[:_REASON_CHARS]
+        self.task_id = task_id
+
 
 @dataclass(frozen=True)
 class JobMessage:
+    """What a job message says: which task to run, under which delivery. The task row, not the
+    message, decides what runs (`task_type` is replaced by the row's once the task is claimed)."""
+
     task_id: uuid.UUID
     task_type: TaskType
-    retry_count: int
     message_id: str | None
     delivery_count: int
 
     @classmethod
     def parse(cls, message: AbstractIncomingMessage) -> JobMessage:
+        """Raises PoisonMessage, and nothing else, for any message it cannot read: a body can make
+        the decoder raise more than ValueError (RecursionError for deep nesting), and whatever
+        escapes here would leave the message unsettled, holding a prefetch slot for good."""
         try:
-            body = json.loads(message.body)
-            task_id = uuid.UUID(str(body["taskId"]))
-            task_type = TaskType(body["type"])
-            retry_count = int(body.get("retryCount", 0))
-        except (ValueError, KeyError, TypeError) as error:
+            return cls._read(message)
+        except PoisonMessage:
+            raise
+        except Exception as error:  # noqa: BLE001 - every failure to read a message is poison
             raise PoisonMessage(f"unreadable job message: {type(error).__name__}: {error}") from None
-        count = (message.headers or {}).get("x-delivery-count", 0)
-        delivery_count = int(count) if isinstance(count, int | str) and str(count).isdigit() else 0
-        return cls(task_id, task_type, retry_count, message.message_id, delivery_count)
+
+    @classmethod
+    def _read(cls, message: AbstractIncomingMessage) -> JobMessage:
+        body = json.loads(message.body)
+        if not isinstance(body, dict):
+            raise ValueError(f"the body is {_JSON_KINDS.get(type(body), 'JSON')}, not a JSON object")
+        if not isinstance(body.get("taskId"), str):
+            raise ValueError("taskId is missing or not a string")
+        task_id = uuid.UUID(body["taskId"])
+        if body.get("type") not in TaskType.__members__.values():
+            raise PoisonMessage("the message names no known job type", task_id)
+        if message.message_id is not None and "\x00" in message.message_id:
+            raise PoisonMessage("the message id holds a NUL, which PostgreSQL cannot store", task_id)
+        delivery_count = _delivery_count(message.headers or {})
+        return cls(task_id, TaskType(body["type"]), message.message_id, delivery_count)
+
+
+def _delivery_count(headers: Mapping[str, Any]) -> int:
+    """The broker's `x-delivery-count`; anything but a plain count (a publisher's header) is 0."""
+    count = headers.get("x-delivery-count", 0)
+    if isinstance(count, int) and not isinstance(count, bool):
+        return max(count, 0)
+    if isinstance(count, str) and count.isascii() and count.isdigit() and len(count) < 10:
+        return int(count)
+    return 0
 
 
 class PostgresTaskContext:
@@ -114,12 +147,27 @@ class MessageProcessor:
         ]
 
     async def process(self, message: AbstractIncomingMessage) -> None:
+        """Settles `message` whatever happens: a message this worker stopped working on is never
+        left unsettled, where it would hold a prefetch slot until the connection closes."""
+        try:
+            await self._process(message)
+        except asyncio.CancelledError:
+            if not message.processed:
+                await _settle(message.nack(requeue=True))
+            raise
+        except Exception as error:  # noqa: BLE001 - the last line of defence; the reason is logged
+            log.exception("message processing failed", extra={"messageId": message.message_id})
+            if not message.processed:
+                await self._poison(message, PoisonMessage(f"the worker failed on it: {type(error).__name__}"))
+        if not message.processed:
+            log.error("message not settled, rejecting it", extra={"messageId": message.message_id})
+            await _settle(message.reject(requeue=False))
+
+    async def _process(self, message: AbstractIncomingMessage) -> None:
         try:
             job = JobMessage.parse(message)
         except PoisonMessage as poison:
-            log.error("poison message sent to the DLQ: %s", poison, extra={"messageId": message.message_id})
-            await self._dead_letter(message, str(poison))
-            return
+            return await self._poison(message, poison)
         try:
             await self._process_job(message, job)
         except _DB_ERRORS as error:
@@ -135,6 +183,15 @@ class MessageProcessor:
             )
             await _settle(message.nack(requeue=True))
 
+    async def _poison(self, message: AbstractIncomingMessage, poison: PoisonMessage) -> None:
+        """One log line per poison message (the reason, with its taskId when it named one), then
+        the DLQ with the reason in the `x-ast-reason` header."""
+        extra: dict[str, Any] = {"messageId": message.message_id, "step": "poison"}
+        if poison.task_id is not None:
+            extra["taskId"] = str(poison.task_id)
+        log.error("poison message sent to the DLQ: %s", poison.reason, extra=extra)
+        await self._dead_letter(message, poison.reason)
+
     async def _process_job(self, message: AbstractIncomingMessage, job: JobMessage) -> None:
         while True:
             claim = await self._db(
@@ -146,7 +203,7 @@ class MessageProcessor:
                 break
             await asyncio.sleep(_BUSY_POLL_S)
         if claim.claim is Claim.UNKNOWN:
-            await self._dead_letter(message, f"task {job.task_id} does not exist")
+            await self._poison(message, PoisonMessage(f"task {job.task_id} does not exist", job.task_id))
         elif claim.claim is Claim.DEAD_LETTER:
             log.warning("task failed: %s", claim.reason, extra={"taskId": str(job.task_id)})
             await _settle(message.reject(requeue=False))
@@ -155,7 +212,7 @@ class MessageProcessor:
             await _settle(message.ack())
         else:
             assert claim.task is not None
-            await self._run(message, job, claim.task)
+            await self._run(message, replace(job, task_type=TaskType(claim.task["type"])), claim.task)
 
     async def _run(self, message: AbstractIncomingMessage, job: JobMessage, task: asyncpg.Record) -> None:
         ctx = PostgresTaskContext(self._lifecycle, task, self._settings)
