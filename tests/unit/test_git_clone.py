@@ -114,7 +114,8 @@ async def test_unreachable_host_is_retryable_and_never_shows_credentials(tmp_pat
             pass
     assert caught.value.code == "NETWORK"
     assert "s3cr3t-token" not in str(caught.value)
-    assert "127.0.0.1" in str(caught.value)
+    assert "https://127.0.0.1:9 " in str(caught.value)
+    assert "org/repo" not in str(caught.value), "the message is logged: scheme and host only"
 
 
 @pytest.mark.parametrize(

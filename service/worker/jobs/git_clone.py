@@ -39,11 +39,13 @@ import tempfile
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from service.errors import RetryableJobError, TerminalJobError
 from service.repo_url import (
     is_commit_sha,
     local_path,
+    log_form,
     redact_text,
     url_secrets,
     validate_ref,
@@ -440,21 +442,34 @@ class _GitClone:
 
 
 def _private_paths(url: str, destination: Path) -> tuple[tuple[str, str], ...]:
-    """Paths git may echo that no message may show: the local repository's, the clone directory's."""
+    """What git may echo that no message (stored, returned and logged) may show, and its stand-in:
+    the local repository's path, the clone directory's, and a network URL's path (`log_form`)."""
     pairs = [(str(destination), _CLONE_DIRECTORY)]
     path = local_path(url)
-    if path is not None and path.rstrip("/"):
+    if path is None:
+        shown = log_form(url)
+        pairs += [(url, shown), (_without_userinfo(url), shown)]
+    elif path.rstrip("/"):
         pairs.append((path.rstrip("/"), _LOCAL_REPOSITORY))
     return tuple(sorted(pairs, key=lambda pair: len(pair[0]), reverse=True))
+
+
+def _without_userinfo(url: str) -> str:
+    """The URL as git prints it: curl leaves the user name and password out."""
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def classify_git_failure(
     stderr: str, *, secrets: tuple[str, ...] = (), hidden: tuple[tuple[str, str], ...] = ()
 ) -> RetryableJobError | TerminalJobError:
     """The error git's stderr means for the retry policy, its message redacted (`hidden`: path, shown as)."""
-    redacted = redact_text(stderr, secrets=secrets)
+    redacted = stderr
     for path, shown in hidden:
         redacted = redacted.replace(path, shown)
+    redacted = redact_text(redacted, secrets=secrets)
     detail = _summary(redacted)
     for pattern, retryable, code in _CLASSIFIED:
         if pattern.search(redacted):
