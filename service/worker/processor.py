@@ -155,12 +155,10 @@ class MessageProcessor:
             if not message.processed:
                 await _settle(message.nack(requeue=True))
             raise
-        except Exception as error:  # noqa: BLE001 - the last line of defence; the reason is logged
-            log.exception("message processing failed", extra={"messageId": message.message_id})
-            if not message.processed:
-                await self._poison(message, PoisonMessage(f"the worker failed on it: {type(error).__name__}"))
+        except Exception:  # noqa: BLE001 - the last line of defence; the traceback is the reason
+            log.exception("the worker failed on a message", extra={"messageId": message.message_id})
         if not message.processed:
-            log.error("message not settled, rejecting it", extra={"messageId": message.message_id})
+            log.error("message not settled: rejected to the DLQ", extra={"messageId": message.message_id})
             await _settle(message.reject(requeue=False))
 
     async def _process(self, message: AbstractIncomingMessage) -> None:

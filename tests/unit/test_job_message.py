@@ -1,7 +1,9 @@
-"""`JobMessage.parse` turns every message it cannot read into a PoisonMessage, and raises nothing else."""
+"""`JobMessage.parse` turns every message it cannot read into a PoisonMessage, and raises nothing
+else; `MessageProcessor.process` settles every message, whatever fails on the way."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -10,8 +12,10 @@ from typing import Any, cast
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
 
+from service.config import Settings
 from service.models import TaskType
-from service.worker.processor import JobMessage, PoisonMessage
+from service.worker.lifecycle import TaskLifecycle
+from service.worker.processor import JobMessage, MessageProcessor, PoisonMessage
 
 pytestmark = pytest.mark.unit
 
@@ -23,6 +27,21 @@ class FakeMessage:
     body: bytes
     headers: dict[str, Any] = field(default_factory=dict)
     message_id: str | None = "m-1"
+    routing_key: str = "job.simulate"
+    settled: list[str] = field(default_factory=list)
+
+    @property
+    def processed(self) -> bool:
+        return bool(self.settled)
+
+    async def ack(self) -> None:
+        self.settled.append("ack")
+
+    async def nack(self, requeue: bool = True) -> None:
+        self.settled.append(f"nack requeue={requeue}")
+
+    async def reject(self, requeue: bool = False) -> None:
+        self.settled.append(f"reject requeue={requeue}")
 
 
 def parse(body: bytes, **fields: Any) -> JobMessage:
@@ -71,3 +90,56 @@ def test_a_job_message_is_read_and_a_bad_delivery_count_header_counts_zero() -> 
     assert parsed == JobMessage(uuid.UUID(TASK_ID), TaskType.SIMULATE, "m-1", 2)
     for header in ("\u00b2", "9" * 5000, True, -3, 1.5, None):
         assert parse(job(), headers={"x-delivery-count": header}).delivery_count == 0
+
+
+class ClaimThat:
+    """A TaskLifecycle whose claim raises `error`, or never answers when there is none."""
+
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.error = error
+
+    async def claim(self, *_: Any) -> Any:
+        if self.error is not None:
+            raise self.error
+        await asyncio.Event().wait()
+
+
+def processor(lifecycle: ClaimThat, dead_letters: list[str], broken_dlx: bool = False) -> MessageProcessor:
+    async def dead_letter(message: AbstractIncomingMessage, reason: str) -> None:
+        if broken_dlx:
+            raise AssertionError("no DLX channel")
+        dead_letters.append(reason)
+        await message.ack()
+
+    return MessageProcessor(cast(TaskLifecycle, lifecycle), Settings(), dead_letter)
+
+
+async def test_poison_goes_to_the_dead_letter_hook_with_its_reason() -> None:
+    message, reasons = FakeMessage(b"[" * 100_000), list[str]()
+    await processor(ClaimThat(), reasons).process(cast(AbstractIncomingMessage, message))
+    assert message.settled == ["ack"]
+    assert len(reasons) == 1
+    assert "RecursionError" in reasons[0]
+
+
+async def test_a_failure_in_the_dead_letter_hook_still_rejects_the_message() -> None:
+    message = FakeMessage(b"null")
+    await processor(ClaimThat(), [], broken_dlx=True).process(cast(AbstractIncomingMessage, message))
+    assert message.settled == ["reject requeue=False"]
+
+
+async def test_an_unexpected_claim_error_returns_the_message() -> None:
+    message = FakeMessage(job())
+    await processor(ClaimThat(RuntimeError("bug")), []).process(cast(AbstractIncomingMessage, message))
+    assert message.settled == ["nack requeue=True"]
+
+
+async def test_a_cancelled_job_message_is_handed_back() -> None:
+    message = FakeMessage(job())
+    stuck = processor(ClaimThat(), [])
+    running = asyncio.ensure_future(stuck.process(cast(AbstractIncomingMessage, message)))
+    await asyncio.sleep(0.05)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert message.settled == ["nack requeue=True"]
