@@ -13,6 +13,7 @@ import typer
 
 from harness.commands.check import check
 from harness.commands.gate import gate
+from harness.commands.proxy import proxy
 from harness.commands.report import report
 
 app = typer.Typer(help="Test harness of the AST job service.", no_args_is_help=True, add_completion=False)
@@ -120,6 +121,7 @@ def up(
 
 app.command()(check)
 app.command()(gate)
+app.command()(proxy)
 app.command()(report)
 
 

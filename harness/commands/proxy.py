@@ -1,0 +1,31 @@
+"""`harness proxy`: the Toxiproxy-API-compatible proxy alone, until Ctrl-C or SIGTERM.
+
+The same server a stack started with `--proxy` runs; point any Toxiproxy client at its URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+
+from chaos.proxy import DEFAULT_HOST, DEFAULT_PORT, serve
+
+
+def proxy(
+    host: Annotated[str, typer.Option(help="Address of the HTTP API.")] = DEFAULT_HOST,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port of the HTTP API (0: any free port).")
+    ] = DEFAULT_PORT,
+) -> None:
+    """Run the Toxiproxy-compatible proxy server (HTTP API on 127.0.0.1:8474 by default)."""
+
+    def ready(url: str) -> None:
+        typer.echo(f"toxiproxy API {url}")
+
+    try:
+        asyncio.run(serve(host, port, ready))
+    except OSError as exc:
+        typer.echo(f"harness proxy: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(1) from None
