@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import socket
 import struct
+import sys
 import threading
 import time
 from types import TracebackType
@@ -109,3 +110,16 @@ def read_to_eof(sock: socket.socket) -> bytes:
     while chunk := sock.recv(65536):
         data += chunk
     return bytes(data)
+
+
+async def _serve_echo_until_stdin_closes() -> None:
+    server = await asyncio.start_server(_echo, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    server.close()
+
+
+if __name__ == "__main__":
+    # `python -m tests.proxy_upstreams`: an echo server in a process of its own (the benchmark's
+    # upstream); prints its port, stops when stdin closes.
+    asyncio.run(_serve_echo_until_stdin_closes())
