@@ -48,8 +48,9 @@ _FIELDS = (
 
 
 def canonical_json(body: Any) -> str:
-    """Sorted keys, no spaces: two equal bodies give the same text, hence the same digest."""
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """Sorted keys, no spaces, ASCII only: two equal bodies give the same text, hence the same
+    digest, and any string (a lone surrogate a hostile test sends included) can be written."""
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 NEMESIS = "nemesis"

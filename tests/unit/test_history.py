@@ -121,3 +121,13 @@ def test_client_sends_the_priority_and_records_in_call_order() -> None:
     assert [op.type for op in history] == ["invoke", "ok", "invoke", "info"]
     sent = {"type": "simulate", "payload": {"steps": 1}, "priority": 5}
     assert history.ops[0].body_digest == body_digest(sent)
+
+
+def test_any_string_a_test_sends_can_be_digested_and_recorded(tmp_path: Path) -> None:
+    """A lone surrogate or NUL (what the malformed-request properties send) must not stop recording."""
+    body = {"type": "t\ud800", "key": "\x00k", "payload": {"x": "\udfff"}}
+    with History(tmp_path / "h.jsonl") as history:
+        op = history.invoke("p", "event", "POST", "/events", body=body)
+        history.complete(op, "fail", status_code=422)
+    assert body_digest(body) == op.body_digest
+    assert [o.type for o in load_history(tmp_path / "h.jsonl")] == ["invoke", "fail"]
