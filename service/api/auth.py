@@ -1,7 +1,9 @@
 """Bearer-token authentication as pure ASGI middleware, so it guards every route, known or not.
 
-An empty `API_TOKENS` disables it. Probes and docs stay open: orchestrators and scrapers call them
-without credentials. Tokens are compared in constant time and never logged.
+An empty `API_TOKENS` disables it. Probes (`/health`, `/ready`) and the API docs stay open:
+orchestrators call them without credentials. `/metrics` is guarded like any route (a scraper sends
+the bearer token): it shows every route's traffic. Tokens are compared in constant time and never
+logged.
 """
 
 from __future__ import annotations
@@ -12,8 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.errors import error_response
 
-EXEMPT_PATHS = frozenset({"/health", "/ready", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect",
-                          "/redoc"})
+EXEMPT_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 
 
 class BearerAuth:

@@ -1,7 +1,9 @@
 """Prometheus metrics of the API, in a registry per app so several apps can live in one process (tests).
 
-Requests are labelled by route template (`/tasks/{task_id}`), never by raw path, so ids do not
-explode the label set; unknown paths share one label.
+Every label comes from a fixed set, never from raw input, because the middleware runs before
+auth and anyone can send anything: requests are labelled by route template (`/tasks/{task_id}`),
+unknown paths share `unmatched`, and a method outside the standard ones is `OTHER`. The number of
+series is therefore bounded whatever clients send.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 UNMATCHED_ROUTE = "unmatched"
+OTHER_METHOD = "OTHER"
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
@@ -59,7 +63,12 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            route = getattr(scope.get("route"), "path", UNMATCHED_ROUTE)
-            method = str(scope.get("method", ""))
+            route = str(getattr(scope.get("route"), "path", UNMATCHED_ROUTE))
+            method = method_label(scope.get("method"))
             self.metrics.requests.labels(method, route, str(status)).inc()
             self.metrics.latency.labels(method, route).observe(time.perf_counter() - started)
+
+
+def method_label(method: object) -> str:
+    """The request's method if standard, else `OTHER` (`curl -X M0001X` must not add a series)."""
+    return method if isinstance(method, str) and method in KNOWN_METHODS else OTHER_METHOD
