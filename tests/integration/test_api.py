@@ -563,7 +563,8 @@ async def test_bearer_auth(make_client: ClientFactory) -> None:
     assert_error(await client.post("/tasks", json=SIMULATE), 401)
     assert (await client.get("/tasks", headers={"Authorization": "Bearer s3cret"})).status_code == 200
     assert (await client.get("/tasks", headers={"Authorization": "bearer other"})).status_code == 200
-    for open_path in ("/health", "/ready", "/metrics", "/openapi.json", "/docs"):
+    assert_error(await client.get("/metrics"), 401, "UNAUTHORIZED")
+    for open_path in ("/health", "/ready", "/openapi.json", "/docs"):
         assert (await client.get(open_path)).status_code == 200, open_path
 
 
