@@ -26,6 +26,7 @@ REDACTED = "***"
 
 _HOST = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$|^\[[0-9A-Fa-f:.]+\]$")
 _SSH_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
+_USERINFO = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=:%-]*$")
 _DEFAULT_PORTS = {"https": 443, "ssh": 22}
 _SCP_LIKE = re.compile(r"^(?P<user>[A-Za-z0-9_][A-Za-z0-9_.+-]*)@(?P<host>[^:/\s]+):(?P<path>[^\s]+)$")
 _TRANSPORT_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*::")
@@ -73,6 +74,8 @@ def _check_network_url(parts: SplitResult) -> None:
         raise ValueError("repoUrl has a malformed host or port") from error
     if not host or not _valid_host(host):
         raise ValueError("repoUrl has no valid host")
+    if "\\" in parts.geturl() or not _USERINFO.match(parts.netloc.rpartition("@")[0]):
+        raise ValueError("repoUrl has characters a URL does not allow there (such as '\\' or a second '@')")
     if parts.username is not None and parts.username.startswith("-"):
         raise ValueError("repoUrl user must not start with '-'")
     is_ssh = parts.scheme.lower() == "ssh"

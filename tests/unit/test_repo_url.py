@@ -280,3 +280,19 @@ def test_a_bad_repo_allowed_hosts_stops_the_process_naming_it(
     with pytest.raises(ValidationError) as caught:
         Settings()
     assert describe_error(caught.value).startswith("invalid configuration: REPO_ALLOWED_HOSTS:")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.0.0.1\\@example.com/x.git",
+        "https://a@b@example.com/x.git",
+        "https://user\\:pw@example.com/x.git",
+        "ssh://git@example.com\\@127.0.0.1/x.git",
+        "https://example.com/x\\..\\y.git",
+    ],
+)
+def test_urls_that_parsers_may_read_differently_are_refused(url: str) -> None:
+    """Python must judge the host git's curl or ssh connects to: no backslash, no second '@'."""
+    with pytest.raises(ValueError, match="repoUrl"):
+        validate_repo_url(url, allow_local=False)
