@@ -84,6 +84,9 @@ def up(
     provider: Annotated[
         str, typer.Option(help="Where RabbitMQ and PostgreSQL run: local processes or docker containers.")
     ] = "local",
+    proxy: Annotated[
+        bool, typer.Option("--proxy", help="Every link to PostgreSQL and RabbitMQ through the proxy.")
+    ] = False,
 ) -> None:
     """Start RabbitMQ, PostgreSQL, the API, N workers and the relay; Ctrl-C stops all.
     \f
@@ -99,6 +102,7 @@ def up(
     stack = make_embedded(
         provider, run_dir=run_dir or new_run_dir("up"), workers=workers, services=services, env=overrides
     )
+    stack.proxy_requested = proxy or stack.proxy_requested
     try:
         endpoints = stack.start()
         wait_for_stop_signal = _catch_stop_signals()
@@ -106,6 +110,9 @@ def up(
         typer.echo(f"PostgreSQL          {endpoints.postgres_dsn}")
         typer.echo(f"RabbitMQ            {endpoints.amqp_url}")
         typer.echo(f"RabbitMQ management {endpoints.management_url}")
+        if endpoints.toxiproxy_url:
+            proxies = " ".join(endpoints.toxiproxy_proxies)
+            typer.echo(f"Toxiproxy           {endpoints.toxiproxy_url}  {proxies}")
         typer.echo(f"logs                {stack.log_dir}")
         typer.echo(f"ready in {stack.timings['total_s']:.2f}s  {stack.timings}")
         typer.echo(endpoints.export_line(), nl=True)

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 
 from chaos.proxy.api import ToxiproxyApi
 from chaos.proxy.http import serve_http
-from chaos.proxy.proxy import ProxyCollection
+from chaos.proxy.model import ApiError, parse_new_proxy
+from chaos.proxy.proxy import PopulateError, ProxyCollection
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8474
@@ -38,6 +41,17 @@ class ToxiproxyServer:
         self._http = await serve_http(ToxiproxyApi(self.collection), self.host, self.port)
         self.port = self._http.sockets[0].getsockname()[1]
 
+    async def populate_from(self, config: Path) -> None:
+        """Create the proxies of a Toxiproxy config file (a JSON array of proxies, like
+        toxiproxy-server's `-config`), so a restarted server listens where it did before."""
+        try:
+            items = json.loads(config.read_text())
+            if not isinstance(items, list):
+                raise ProxyConfigError(f"{config}: expected a JSON array of proxies")
+            await self.collection.populate([parse_new_proxy(item) for item in items])
+        except (OSError, ValueError, ApiError, PopulateError) as exc:
+            raise ProxyConfigError(f"{config}: {exc}") from exc
+
     async def stop(self) -> None:
         if self._http is not None:
             self._http.close()
@@ -45,10 +59,21 @@ class ToxiproxyServer:
         await self.collection.close()
 
 
-async def serve(host: str, port: int, on_ready: Callable[[str], None]) -> None:
-    """Run until SIGINT or SIGTERM; `on_ready` gets the API's URL once it answers."""
+class ProxyConfigError(Exception):
+    """A config file that cannot be read or names a proxy that cannot be created."""
+
+
+async def serve(host: str, port: int, on_ready: Callable[[str], None], config: Path | None = None) -> None:
+    """Run until SIGINT or SIGTERM; `on_ready` gets the API's URL once it answers (and the
+    proxies of `config`, when given, listen)."""
     server = ToxiproxyServer(host, port)
     await server.start()
+    if config is not None:
+        try:
+            await server.populate_from(config)
+        except ProxyConfigError:
+            await server.stop()
+            raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -32,6 +32,8 @@ class StackEndpoints:
     target_file: Path | None = None
     api_token: str = ""
     toxiproxy_url: str | None = None
+    # Names of the proxies in front of each client's link (`<client>-<server>`), when proxied.
+    toxiproxy_proxies: tuple[str, ...] = field(default_factory=tuple)
     faults_allowed: tuple[str, ...] = field(default_factory=tuple)
     # Suites wipe tables and queues between tests; only a throwaway deployment may say yes.
     reset_allowed: bool = False
@@ -86,6 +88,9 @@ def render_target_toml(endpoints: StackEndpoints) -> str:
     ]
     if endpoints.toxiproxy_url:
         lines += ["[toxiproxy]", f"url = {_toml_str(endpoints.toxiproxy_url)}"]
+        if endpoints.toxiproxy_proxies:
+            names = ", ".join(_toml_str(name) for name in endpoints.toxiproxy_proxies)
+            lines.append(f"proxies = [{names}]")
     allowed = ", ".join(_toml_str(name) for name in endpoints.faults_allowed)
     lines += ["[faults]", f"allowed = [{allowed}]"]
     if endpoints.reset_allowed:
@@ -106,6 +111,7 @@ def load_target(path: Path) -> StackEndpoints:
             management_url=str(data["rabbitmq"]["management_url"]),
             target_file=path,
             toxiproxy_url=data.get("toxiproxy", {}).get("url"),
+            toxiproxy_proxies=tuple(str(name) for name in data.get("toxiproxy", {}).get("proxies", [])),
             faults_allowed=tuple(str(name) for name in faults.get("allowed", [])),
             reset_allowed=bool(data.get("harness", {}).get("reset_allowed", False)),
         )

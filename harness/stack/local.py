@@ -42,6 +42,7 @@ class LocalStack(ServiceStack):
     `services=False` starts only the two servers, for tests of the harness itself.
     `env` overrides the service environment (e.g. {"RETRY_BASE_MS": "200"}).
     `own_thread=True` runs the sync wrappers' coroutines on a helper thread (under pytest-asyncio).
+    `proxy=True` routes every service's server links through the proxy (None: HARNESS_PROXY).
     """
 
     def __init__(
@@ -54,6 +55,7 @@ class LocalStack(ServiceStack):
         show_progress: bool = True,
         ready_timeout: float = 90.0,
         own_thread: bool = False,
+        proxy: bool | None = None,
     ) -> None:
         self.local_servers = LocalServers()
         super().__init__(
@@ -65,6 +67,7 @@ class LocalStack(ServiceStack):
             show_progress=show_progress,
             ready_timeout=ready_timeout,
             own_thread=own_thread,
+            proxy=proxy,
         )
 
     @property

@@ -33,6 +33,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from harness.stack.base import StackEndpoints, StackError, render_target_toml
+from harness.stack.links import LinkProxy, proxy_requested
 from harness.stack.ports import free_port
 from harness.stack.processes import ManagedProcess, kill_all_processes, run_checked
 from harness.stack.readiness import http_ok, poll_until_ready, run_sync
@@ -56,6 +57,8 @@ class ServiceStack:
     `services=False` starts only the two servers, for tests of the harness itself.
     `env` overrides the service environment (e.g. {"RETRY_BASE_MS": "200"}).
     `own_thread=True` runs the sync wrappers' coroutines on a helper thread (under pytest-asyncio).
+    `proxy=True` puts every service's link to PostgreSQL and RabbitMQ through the Toxiproxy-
+    compatible proxy (`links`); None: as HARNESS_PROXY says.
     """
 
     def __init__(
@@ -69,6 +72,7 @@ class ServiceStack:
         show_progress: bool = True,
         ready_timeout: float = 90.0,
         own_thread: bool = False,
+        proxy: bool | None = None,
     ) -> None:
         self.run_dir = run_dir
         self.servers = servers
@@ -80,6 +84,8 @@ class ServiceStack:
         self.show_progress = show_progress
         self.ready_timeout = ready_timeout
         self.own_thread = own_thread
+        self.proxy_requested = proxy_requested() if proxy is None else proxy
+        self.link_proxy: LinkProxy | None = None
         self.timings: dict[str, float] = {}
         self.tmp_dir: Path | None = None
         self.api: ServiceProcess | None = None
@@ -154,13 +160,20 @@ class ServiceStack:
             await step("migrate", "migrate_s", time.monotonic(), asyncio.to_thread(self.migrate))
 
     async def _start_services(self, step: _Step, started: float) -> None:
+        if self.proxy_requested:
+            assert self.tmp_dir is not None
+            urls = {"postgres": self.servers.postgres_dsn, "rabbitmq": self.servers.amqp_url}
+            self.link_proxy = LinkProxy(urls, self.tmp_dir / "toxiproxy.json", self.log_dir)
         self.api = self._make_api()
         # Supervised like the workers: a crashed relay or API comes back, as under an orchestrator.
         self.relay = ServiceProcess(self._service_process("relay", "ast-relay", supervise=True))
-        self.api.process.start()
-        self.relay.process.start()
-        for _ in range(self.worker_count):
-            self._new_worker().process.start()
+        workers = [self._new_worker() for _ in range(self.worker_count)]
+        if self.link_proxy is not None:
+            # Every link is planned now (each process's env names its own); the proxy listens first.
+            proxy_ready = self.link_proxy.start(self.ready_timeout)
+            await step("toxiproxy", "proxy_ready_s", time.monotonic(), proxy_ready)
+        for service in [self.api, self.relay, *workers]:
+            service.process.start()
         probes = [self._wait_service(s) for s in [self.api, *self.workers.values()]]
         await step("api, relay, workers", "services_ready_s", started, asyncio.gather(*probes))
 
@@ -169,6 +182,8 @@ class ServiceStack:
         with self._lock:
             started = time.monotonic()
             self._stop_services()
+            if self.link_proxy is not None:
+                self.link_proxy.stop()
             self.servers.teardown()
             if self.tmp_dir is not None:
                 shutil.rmtree(self.tmp_dir, ignore_errors=True)
@@ -216,7 +231,8 @@ class ServiceStack:
     def _service_process(
         self, name: str, command: str, extra: Mapping[str, str] | None = None, supervise: bool = False
     ) -> ManagedProcess:
-        env = self._service_env() | dict(extra or {})
+        links = self.link_proxy.client_env(name) if self.link_proxy is not None else {}
+        env = self._service_env() | links | dict(extra or {})
         return ManagedProcess(
             name, [str(SERVICE_BIN / command)], log_dir=self.log_dir, env=env, supervise=supervise
         )
@@ -255,6 +271,8 @@ class ServiceStack:
             amqp_url=self.servers.amqp_url,
             management_url=self.servers.management_url,
             target_file=self.target_file,
+            toxiproxy_url=self.link_proxy.url if self.link_proxy is not None else None,
+            toxiproxy_proxies=self.link_proxy.names if self.link_proxy is not None else (),
             faults_allowed=self.servers.faults,
             reset_allowed=True,
         )
@@ -316,6 +334,8 @@ class ServiceStack:
         """Every local process of the stack, for checks that nothing was left behind."""
         found: list[ManagedProcess] = [s.process for s in self.workers.values()]
         found += [s.process for s in (self.relay, self.api) if s is not None]
+        if self.link_proxy is not None and self.link_proxy.process is not None:
+            found.append(self.link_proxy.process)
         return found + self.servers.processes()
 
     # ---- progress display ----------------------------------------------------------------

@@ -1,0 +1,141 @@
+"""Every link of an embedded stack through the Toxiproxy-compatible proxy (`harness up --proxy`).
+
+One proxy per client process and server, named `<client>-<server>` (`api-postgres`,
+`worker-0-rabbitmq`), so a drill can slow or cut one worker's broker link and leave the others.
+The proxy runs as a supervised child (`harness proxy --config`): the config file lists every
+link, so a restarted proxy listens on the same ports again (its toxics are gone, as after
+/reset). The harness itself (checker, sampler, recording client) keeps the direct URLs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from chaos.toxiproxy_client import ProxySpec, ToxiproxyClient
+from harness.stack.base import StackError
+from harness.stack.ports import free_port
+from harness.stack.processes import ManagedProcess
+from harness.stack.readiness import poll_until_ready
+
+PROXY_ENV = "HARNESS_PROXY"
+"""Set to 1 to route the links of every embedded stack through the proxy (the pytest plugin)."""
+
+SERVER_URL_VARS = {"postgres": "POSTGRES_URL", "rabbitmq": "RABBIT_URL"}
+
+
+def proxy_requested(environ: Mapping[str, str] = os.environ) -> bool:
+    return environ.get(PROXY_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def host_port_of(url: str) -> str:
+    """`host:port` of a server URL (postgresql://..., amqp://...)."""
+    parts = urlsplit(url)
+    if parts.hostname is None or parts.port is None:
+        raise StackError(f"cannot proxy {url!r}: it names no host and port")
+    return f"{parts.hostname}:{parts.port}"
+
+
+def via_proxy(url: str, port: int) -> str:
+    """The same URL (user, password, path, query) with its host and port replaced by the proxy's."""
+    if "," in url:
+        raise StackError("a comma-separated list of broker URLs cannot be proxied link by link yet")
+    parts = urlsplit(url)
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{userinfo}{at}127.0.0.1:{port}"))
+
+
+@dataclass(frozen=True)
+class Link:
+    client: str
+    server: str
+    upstream: str
+    listen_port: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.client}-{self.server}"
+
+    def spec(self) -> ProxySpec:
+        return ProxySpec(self.name, self.upstream, f"127.0.0.1:{self.listen_port}")
+
+
+class LinkProxy:
+    """The proxy in front of one stack's servers, and the links it carries."""
+
+    def __init__(self, server_urls: Mapping[str, str], config_file: Path, log_dir: Path) -> None:
+        self.server_urls = dict(server_urls)
+        self.config_file = config_file
+        self.log_dir = log_dir
+        self.port = free_port()
+        self.links: dict[str, Link] = {}
+        self.process: ManagedProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.links)
+
+    def client_env(self, client: str) -> dict[str, str]:
+        """POSTGRES_URL and RABBIT_URL for `client`, through its own links (made on first ask).
+
+        Once the proxy runs, new links are created in it at once (a worker added by a drill).
+        """
+        env: dict[str, str] = {}
+        fresh: list[Link] = []
+        for server, url in self.server_urls.items():
+            link = self.links.get(f"{client}-{server}")
+            if link is None:
+                link = Link(client, server, host_port_of(url), free_port())
+                self.links[link.name] = link
+                fresh.append(link)
+            env[SERVER_URL_VARS[server]] = via_proxy(url, link.listen_port)
+        if fresh and self.process is not None:
+            self._write_config()
+            with ToxiproxyClient(self.url) as client_api:
+                client_api.populate(link.spec() for link in fresh)
+        return env
+
+    def _write_config(self) -> None:
+        self.config_file.write_text(
+            json.dumps([link.spec().to_json() for link in self.links.values()], indent=2)
+        )
+
+    async def start(self, timeout: float) -> float:
+        """Start the proxy with every link planned so far; ready once each link's proxy is listed."""
+        self._write_config()
+        argv = [sys.executable, "-m", "harness.cli", "proxy", "--port", str(self.port)]
+        self.process = ManagedProcess(
+            "toxiproxy", [*argv, "--config", str(self.config_file)], log_dir=self.log_dir, supervise=True
+        )
+        self.process.start()
+        process = self.process
+        return await poll_until_ready(
+            f"toxiproxy ({self.url})",
+            self._all_links_listed,
+            timeout=timeout,
+            interval=0.1,
+            alive=lambda: process.expected_running,
+            explain=process.log_tail,
+        )
+
+    async def _all_links_listed(self) -> None:
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            listed = (await client.get(f"{self.url}/proxies")).json()
+        missing = set(self.links) - set(listed)
+        if missing:
+            raise RuntimeError(f"proxies not created yet: {sorted(missing)}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is not None:
+            self.process.stop(timeout=timeout)
