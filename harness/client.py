@@ -139,6 +139,27 @@ def _is_event_stream(response: httpx.Response) -> bool:
     return str(response.headers.get("content-type", "")).startswith("text/event-stream")
 
 
+def complete_with_answer(history: History, invocation: Operation, status_code: int, body: Any) -> Operation:
+    """Completes `invocation` with an HTTP answer (`body` decoded JSON, or text, or None): 2xx ok,
+    4xx fail, else info, with the task fields and error code read off the body. Every recorder
+    (this transport, the Locust users of loadtests/) classifies through here."""
+    task_id, status = _task_fields(body)
+    return history.complete(
+        invocation,
+        _classify(status_code),
+        status_code=status_code,
+        task_id=task_id,
+        task_status=status,
+        error=_error_code(body),
+        value=_trim(invocation.f, body),
+    )
+
+
+def complete_with_error(history: History, invocation: Operation, error: BaseException) -> Operation:
+    """Completes `invocation` whose request got no answer (timeout, reset, refused): `info`."""
+    return history.complete(invocation, "info", error=f"{type(error).__name__}: {error}"[:300])
+
+
 class RecordingTransport(httpx.BaseTransport):
     """Wraps a transport so every request through it lands in a History (Jepsen's `invoke!`).
 
@@ -166,7 +187,7 @@ class RecordingTransport(httpx.BaseTransport):
             if not _is_event_stream(response):
                 response.read()
         except httpx.HTTPError as error:
-            op = self.history.complete(invocation, "info", error=f"{type(error).__name__}: {error}"[:300])
+            op = complete_with_error(self.history, invocation, error)
             request.extensions[_RESULT_EXTENSION] = CallResult(op, None, None)
             raise
         request.extensions[_RESULT_EXTENSION] = self._complete(invocation, response)
@@ -178,16 +199,7 @@ class RecordingTransport(httpx.BaseTransport):
             op = self.history.complete(invocation, outcome, status_code=response.status_code)
             return CallResult(op, response.status_code, None)
         body = _decode(response)
-        task_id, status = _task_fields(body)
-        op = self.history.complete(
-            invocation,
-            outcome,
-            status_code=response.status_code,
-            task_id=task_id,
-            task_status=status,
-            error=_error_code(body),
-            value=_trim(invocation.f, body),
-        )
+        op = complete_with_answer(self.history, invocation, response.status_code, body)
         return CallResult(op, response.status_code, body)
 
     def close(self) -> None:
