@@ -1,15 +1,18 @@
-"""One proxied TCP connection: two links (upstream: client -> server, downstream: back), each a
-reader task and a writer task with a bounded queue between them.
+"""One proxied TCP connection: two sockets (asyncio protocols) joined by two links, upstream
+(client -> server) and downstream (server -> client).
 
 Toxics are looked up per chunk from the proxy's current list, so a toxic added while data flows
 acts on live connections; timers (timeout, reset_peer) and limit counters are per link and start
-when the toxic reaches the link. With no toxic on a link and nothing queued, the reader writes
-straight through (the clean-link fast path the overhead benchmark measures).
+when the toxic reaches the link. With no toxic acting on a link and nothing queued, a chunk is
+written straight from the socket callback to the other socket (the clean-link fast path the
+overhead benchmark measures); otherwise it goes through the link's queue and writer task.
+Backpressure: a side whose write buffer is full pauses reading on the side that feeds it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import random
 import socket
@@ -20,7 +23,6 @@ from typing import Protocol
 from chaos.proxy import toxics as tx
 from chaos.proxy.model import Stream, Toxic
 
-READ_BYTES = 65536
 QUEUE_CHUNKS = 32
 TIMED_TYPES = ("timeout", "reset_peer")
 
@@ -31,32 +33,81 @@ class ToxicSource(Protocol):
     def toxics(self, stream: Stream) -> tuple[Toxic, ...]: ...
 
 
-class Link:
-    """One direction of a connection: bytes from `reader` to `writer` through the toxics."""
+class Side(asyncio.Protocol):
+    """One socket of a proxied connection: feeds the link that reads it, throttles the one that
+    writes to it. It reads nothing until its connection starts (no byte arrives before a link)."""
 
-    def __init__(
-        self,
-        conn: Connection,
-        stream: Stream,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-    ) -> None:
+    def __init__(self, on_made: Callable[[Side], None] | None = None) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.reads_into: Link | None = None
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self._pause_reasons: set[str] = set()
+        self._on_made = on_made
+        self.on_lost: Callable[[], None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.pause_reading("connecting")
+        if self._on_made is not None:
+            self._on_made(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.reads_into is not None:
+            self.reads_into.feed(data)
+
+    def eof_received(self) -> bool:
+        if self.reads_into is not None:
+            self.reads_into.feed_eof()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.writable.set()
+        if self.on_lost is not None:
+            self.on_lost()
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
+    def pause_reading(self, reason: str) -> None:
+        if not self._pause_reasons and self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+        self._pause_reasons.add(reason)
+
+    def resume_reading(self, reason: str) -> None:
+        self._pause_reasons.discard(reason)
+        if not self._pause_reasons and self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+
+class Link:
+    """One direction of a connection: bytes from `src` to `dst` through the toxics."""
+
+    def __init__(self, conn: Connection, stream: Stream, src: Side, dst: Side) -> None:
         self.stream = stream
         self._conn = conn
-        self._reader = reader
-        self._writer = writer
-        self._queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue(maxsize=QUEUE_CHUNKS)
-        self._pending = 0
+        self._src = src
+        self._dst = dst
+        self._queue: collections.deque[tuple[float, bytes] | None] = collections.deque()
+        self._wake = asyncio.Event()
+        self._busy = False
         self._last_due = 0.0
         self._next_send = 0.0
         self._rolls: dict[int, bool] = {}
         self._timers: dict[int, asyncio.Task[None]] = {}
         self._sent: dict[int, int] = {}
         self._changed = asyncio.Event()
+        self._awaiting_dst = False
+        src.reads_into = self
 
     def active(self) -> list[Toxic]:
         """The toxics acting on this link now: configured for its stream, and its toxicity roll won."""
-        return [toxic for toxic in self._conn.source.toxics(self.stream) if self._applies(toxic)]
+        configured = self._conn.source.toxics(self.stream)
+        return [toxic for toxic in configured if self._applies(toxic)] if configured else []
 
     def _applies(self, toxic: Toxic) -> bool:
         rolled = self._rolls.get(toxic.revision)
@@ -64,6 +115,43 @@ class Link:
             rolled = toxic.toxicity >= 1.0 or self._conn.rng.random() < toxic.toxicity
             self._rolls[toxic.revision] = rolled
         return rolled
+
+    # -- the reading side (socket callbacks) -------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        active = self.active()
+        if not active and not self._queue and not self._busy:
+            self._write(data)
+            return
+        loop = asyncio.get_running_loop()
+        due = max(loop.time() + tx.latency_s(active, self._conn.rng), self._last_due)
+        self._last_due = due
+        self._enqueue((due, data))
+
+    def feed_eof(self) -> None:
+        self._enqueue(None)
+
+    def _enqueue(self, item: tuple[float, bytes] | None) -> None:
+        self._queue.append(item)
+        if len(self._queue) >= QUEUE_CHUNKS:
+            self._src.pause_reading("queue")
+        self._wake.set()
+
+    def _write(self, data: bytes | memoryview) -> None:
+        transport = self._dst.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+            if not self._dst.writable.is_set() and not self._awaiting_dst:
+                self._awaiting_dst = True
+                self._src.pause_reading("dst")
+                self._conn.spawn(self._resume_when_writable())
+
+    async def _resume_when_writable(self) -> None:
+        await self._dst.writable.wait()
+        self._awaiting_dst = False
+        self._src.resume_reading("dst")
+
+    # -- toxics with timers -------------------------------------------------------------------
 
     def refresh(self) -> None:
         """The toxics changed: (re)start timers, enforce a limit already reached, wake the writer."""
@@ -73,7 +161,7 @@ class Link:
             self._timers.pop(revision).cancel()
         for revision, toxic in timed.items():
             if revision not in self._timers:
-                self._timers[revision] = asyncio.create_task(self._fire(toxic))
+                self._timers[revision] = self._conn.spawn(self._fire(toxic))
         limit = tx.first_of(active, "limit_data")
         if limit is not None and tx.limit_remaining(limit, self._sent.get(limit.revision, 0)) == 0:
             self._conn.close()
@@ -93,34 +181,29 @@ class Link:
             timer.cancel()
         self._timers.clear()
 
-    async def read_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        with contextlib.suppress(ConnectionError, OSError):
-            while data := await self._reader.read(READ_BYTES):
-                active = self.active()
-                if not active and self._pending == 0:
-                    self._writer.write(data)
-                    await self._writer.drain()
-                    continue
-                due = max(loop.time() + tx.latency_s(active, self._conn.rng), self._last_due)
-                self._last_due = due
-                self._pending += 1
-                await self._queue.put((due, data))
-        await self._queue.put(None)
+    # -- the writing side (the link's task) ---------------------------------------------------
 
     async def write_loop(self) -> None:
         loop = asyncio.get_running_loop()
-        with contextlib.suppress(ConnectionError, OSError):
-            while (item := await self._queue.get()) is not None:
-                due, data = item
-                if (wait := due - loop.time()) > 0:
-                    await asyncio.sleep(wait)
-                await self._hold_while_timed_out()
-                await self._send(data)
-                self._pending -= 1
-            slow_close = tx.first_of(self.active(), "slow_close")
-            if slow_close is not None:
-                await asyncio.sleep(slow_close.attr("delay") / 1000.0)
+        while True:
+            while not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+            item = self._queue.popleft()
+            if len(self._queue) < QUEUE_CHUNKS // 2:
+                self._src.resume_reading("queue")
+            if item is None:
+                break
+            self._busy = True
+            due, data = item
+            if (wait := due - loop.time()) > 0:
+                await asyncio.sleep(wait)
+            await self._hold_while_timed_out()
+            await self._send(data)
+            self._busy = False
+        slow_close = tx.first_of(self.active(), "slow_close")
+        if slow_close is not None:
+            await asyncio.sleep(slow_close.attr("delay") / 1000.0)
         self._conn.close()
 
     async def _hold_while_timed_out(self) -> None:
@@ -156,8 +239,8 @@ class Link:
 
     async def _write_paced(self, piece: memoryview, rate: float | None) -> None:
         if rate is None:
-            self._writer.write(piece)
-            await self._writer.drain()
+            self._write_direct(piece)
+            await self._dst.writable.wait()
             return
         loop = asyncio.get_running_loop()
         offset = 0
@@ -165,10 +248,15 @@ class Link:
             self._next_send = max(self._next_send, loop.time())
             if (wait := self._next_send - loop.time()) > 0:
                 await asyncio.sleep(wait)
-            self._writer.write(piece[offset : offset + size])
-            await self._writer.drain()
+            self._write_direct(piece[offset : offset + size])
+            await self._dst.writable.wait()
             self._next_send += size / rate
             offset += size
+
+    def _write_direct(self, data: memoryview) -> None:
+        transport = self._dst.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
 
 
 class Connection:
@@ -177,27 +265,33 @@ class Connection:
     def __init__(
         self,
         source: ToxicSource,
-        client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+        client: Side,
+        upstream: Side,
         on_closed: Callable[[Connection], None],
         rng: random.Random,
     ) -> None:
         self.source = source
         self.rng = rng
-        self._writers = (client[1], upstream[1])
+        self._sides = (client, upstream)
         self._on_closed = on_closed
         self._closed = False
-        self.links = (
-            Link(self, "upstream", client[0], upstream[1]),
-            Link(self, "downstream", upstream[0], client[1]),
-        )
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.links = (Link(self, "upstream", client, upstream), Link(self, "downstream", upstream, client))
+        for side in self._sides:
+            side.on_lost = self.close
+
+    def spawn(self, work: collections.abc.Coroutine[object, object, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     def start(self) -> None:
         for link in self.links:
-            self._tasks.append(asyncio.create_task(link.read_loop()))
-            self._tasks.append(asyncio.create_task(link.write_loop()))
+            self.spawn(link.write_loop())
         self.refresh()
+        for side in self._sides:
+            side.resume_reading("connecting")
 
     def refresh(self) -> None:
         for link in self.links:
@@ -205,12 +299,13 @@ class Connection:
                 link.refresh()
 
     def close(self) -> None:
-        """Close both sockets (FIN) and stop every task of this connection; idempotent."""
+        """Close both sockets (buffered bytes are flushed, then FIN) and stop every task; idempotent."""
         if self._closed:
             return
         self._closed = True
-        for writer in self._writers:
-            writer.close()
+        for side in self._sides:
+            if side.transport is not None:
+                side.transport.close()
         self._stop_tasks()
 
     def reset(self) -> None:
@@ -218,19 +313,21 @@ class Connection:
         if self._closed:
             return
         self._closed = True
-        for writer in self._writers:
-            sock = writer.get_extra_info("socket")
+        for side in self._sides:
+            if side.transport is None:
+                continue
+            sock = side.transport.get_extra_info("socket")
             if sock is not None:
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            writer.transport.abort()
+            side.transport.abort()
         self._stop_tasks()
 
     def _stop_tasks(self) -> None:
         current = asyncio.current_task()
         for link in self.links:
             link.cancel_timers()
-        for task in self._tasks:
+        for task in list(self._tasks):
             if task is not current:
                 task.cancel()
         self._on_closed(self)

@@ -13,7 +13,7 @@ import random
 from dataclasses import replace
 from typing import Any
 
-from chaos.proxy.connection import Connection
+from chaos.proxy.connection import Connection, Side
 from chaos.proxy.model import (
     PROXY_EXISTS,
     PROXY_NOT_FOUND,
@@ -40,6 +40,7 @@ class Proxy:
         self._by_stream: dict[Stream, tuple[Toxic, ...]] = {stream: () for stream in STREAMS}
         self._server: asyncio.Server | None = None
         self._connections: set[Connection] = set()
+        self._joining: set[asyncio.Task[None]] = set()
 
     # -- toxics ---------------------------------------------------------------------------
 
@@ -88,7 +89,10 @@ class Proxy:
             return
         host, port = split_host_port(self.config.listen)
         try:
-            self._server = await asyncio.start_server(self._accept, host, port, reuse_address=True)
+            loop = asyncio.get_running_loop()
+            self._server = await loop.create_server(
+                lambda: Side(on_made=self._accepted), host, port, reuse_address=True
+            )
         except OSError as exc:
             raise ApiError(f"listen {self.config.listen}: {exc.strerror or exc}", 500) from exc
         if port == 0:
@@ -102,6 +106,8 @@ class Proxy:
             server.close()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
+        for task in list(self._joining):
+            task.cancel()
         for conn in list(self._connections):
             conn.close()
 
@@ -114,16 +120,29 @@ class Proxy:
         if new.enabled:
             await self.start()
 
-    async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+    def _accepted(self, client: Side) -> None:
+        task = asyncio.create_task(self._join(client))
+        self._joining.add(task)
+        task.add_done_callback(self._joining.discard)
+
+    async def _join(self, client: Side) -> None:
+        """Connect the accepted client to the upstream; a failed connect closes the client."""
+        assert client.transport is not None
         host, port = split_host_port(self.config.upstream)
+        loop = asyncio.get_running_loop()
         try:
-            upstream = await asyncio.wait_for(asyncio.open_connection(host, port), UPSTREAM_CONNECT_TIMEOUT_S)
-        except (TimeoutError, OSError):
-            client_writer.close()
+            _, upstream = await asyncio.wait_for(
+                loop.create_connection(Side, host, port), UPSTREAM_CONNECT_TIMEOUT_S
+            )
+        except (TimeoutError, OSError, asyncio.CancelledError):
+            client.transport.close()
             return
-        conn = Connection(
-            self, (client_reader, client_writer), upstream, self._connections.discard, self._rng
-        )
+        assert upstream.transport is not None
+        if self._server is None or client.transport.is_closing():
+            client.transport.close()
+            upstream.transport.close()
+            return
+        conn = Connection(self, client, upstream, self._connections.discard, self._rng)
         self._connections.add(conn)
         conn.start()
 
