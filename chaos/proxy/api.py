@@ -103,6 +103,8 @@ class ToxiproxyApi:
         if not isinstance(body, list):
             raise bad_request("expected a JSON array of proxies")
         configs = [parse_new_proxy(item) for item in body]
+        if len({config.name for config in configs}) != len(configs):
+            raise bad_request("a proxy name appears twice")
         try:
             proxies = await self.collection.populate(configs)
         except PopulateError as exc:

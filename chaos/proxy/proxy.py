@@ -191,7 +191,8 @@ class ProxyCollection:
             return proxy
 
     async def populate(self, configs: list[ProxyConfig]) -> list[Proxy]:
-        """Create or replace: a proxy of the same name stays unless its listen or upstream differ.
+        """Create or replace: a proxy of the same name stays untouched (enabled or not, with its
+        toxics) unless its listen or upstream differ.
 
         On a failure the proxies handled so far are returned with the error (Toxiproxy's shape).
         """
@@ -208,7 +209,6 @@ class ProxyCollection:
         existing = self._proxies.get(config.name)
         if existing is not None:
             if (existing.config.listen, existing.config.upstream) == (config.listen, config.upstream):
-                await existing.update(replace(existing.config, enabled=config.enabled))
                 return existing
             del self._proxies[config.name]
             await existing.stop()

@@ -168,6 +168,15 @@ def test_populate_creates_keeps_and_replaces(http: httpx.Client, upstreams: Upst
     assert moved.json()["proxies"][0]["upstream"] == upstreams.blob
     assert set(http.get("/proxies").json()) == {"a", "b"}
     assert http.post("/populate", json=[{"name": "c"}]).status_code == 400
+    twice = [{"name": "d", "upstream": upstreams.echo}] * 2
+    assert http.post("/populate", json=twice).status_code == 400
+    assert set(http.get("/proxies").json()) == {"a", "b"}
+    http.post("/proxies/b", json={"enabled": False})
+    kept = http.post(
+        "/populate",
+        json=[{"name": "b", "upstream": upstreams.blob, "listen": second.json()["proxies"][1]["listen"]}],
+    )
+    assert kept.json()["proxies"][0]["enabled"] is False
 
 
 def test_reset_removes_toxics_and_enables(toxi: ToxiproxyClient, upstreams: Upstreams) -> None:
