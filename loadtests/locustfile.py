@@ -1,0 +1,55 @@
+"""Locust load test of the AST job service.
+
+Plain Locust runs it as Locust users expect, web UI or headless:
+
+    locust -f loadtests/locustfile.py --host $API_URL
+    locust -f loadtests/locustfile.py --headless -u 20 -r 5 -t 30s --host $API_URL
+
+`harness load` runs it too, adding a load shape: with `LOAD_SHAPE` set (steady, spike or soak)
+the matching `LoadTestShape` is defined, and Locust follows it instead of -u/-r/-t. The profile
+(`LOAD_PROFILE`, `LOAD_USERS`, ...) chooses the workload; see loadtests/profiles.py.
+
+Every request is recorded in `histories/locust-<pid>.jsonl` of the run directory named by
+`HARNESS_RUN_DIR` (a new `reports/out/<ts>-load/` when unset), so the invariant checker can judge
+the run like any other: `harness load` does so after every run.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from locust import LoadTestShape, events
+
+from harness.load.profiles import SHAPE_ENV
+from harness.record import RUN_DIR_ENV
+from loadtests import shapes
+from loadtests.users import PROFILE, RECORDER, ServiceUser
+
+__all__ = ["ServiceUser"]
+
+if not os.environ.get(RUN_DIR_ENV):
+    # Chosen before Locust forks its --processes, so every process of this run records into one directory.
+    os.environ[RUN_DIR_ENV] = str(Path("reports/out") / f"{time.strftime('%Y%m%d-%H%M%S')}-load")
+
+
+def _shape_class(name: str) -> type[LoadTestShape]:
+    """A LoadTestShape named `name` (steady, spike, soak) over the profile's users and duration."""
+    plan = shapes.stages_for(replace(PROFILE, name=name))
+
+    def tick(self: LoadTestShape) -> tuple[int, float] | None:
+        return shapes.tick(plan, self.get_run_time())
+
+    return type(name, (LoadTestShape,), {"tick": tick, "__doc__": f"The {name} load shape ({plan})."})
+
+
+if os.environ.get(SHAPE_ENV):
+    Shape = _shape_class(os.environ[SHAPE_ENV])
+
+
+@events.quitting.add_listener
+def _close_history(environment: Any, **_: Any) -> None:
+    RECORDER.close()
