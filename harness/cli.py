@@ -13,6 +13,7 @@ import typer
 
 from harness.commands.check import check
 from harness.commands.gate import gate
+from harness.commands.load import load
 from harness.commands.proxy import proxy
 from harness.commands.report import report
 
@@ -128,6 +129,7 @@ def up(
 
 app.command()(check)
 app.command()(gate)
+app.command()(load)
 app.command()(proxy)
 app.command()(report)
 
