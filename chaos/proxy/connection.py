@@ -18,7 +18,7 @@ import random
 import socket
 import struct
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, cast
 
 from chaos.proxy import toxics as tx
 from chaos.proxy.model import Stream, Toxic
@@ -44,11 +44,11 @@ class Side(asyncio.Protocol):
         self.writable.set()
         self._pause_reasons: set[str] = set()
         self._on_made = on_made
+        self._early: list[bytes | None] = []
         self.on_lost: Callable[[], None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.pause_reading("connecting")
         if self._on_made is not None:
             self._on_made(self)
@@ -56,11 +56,26 @@ class Side(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.reads_into is not None:
             self.reads_into.feed(data)
+        else:
+            self._early.append(data)
 
     def eof_received(self) -> bool:
         if self.reads_into is not None:
             self.reads_into.feed_eof()
+        else:
+            self._early.append(None)
         return True
+
+    def attach(self, link: Link) -> None:
+        """Feed `link` from now on, first with anything that arrived before it existed (an event
+        loop may read before a paused-at-birth transport notices the pause)."""
+        self.reads_into = link
+        early, self._early = self._early, []
+        for data in early:
+            if data is None:
+                link.feed_eof()
+            else:
+                link.feed(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.writable.set()
@@ -102,7 +117,6 @@ class Link:
         self._sent: dict[int, int] = {}
         self._changed = asyncio.Event()
         self._awaiting_dst = False
-        src.reads_into = self
 
     def active(self) -> list[Toxic]:
         """The toxics acting on this link now: configured for its stream, and its toxicity roll won."""
@@ -290,6 +304,8 @@ class Connection:
         for link in self.links:
             self.spawn(link.write_loop())
         self.refresh()
+        for side, link in zip(self._sides, self.links, strict=True):
+            side.attach(link)
         for side in self._sides:
             side.resume_reading("connecting")
 

@@ -106,10 +106,20 @@ class ProxyServerThread:
         if not self._thread.is_alive():
             return
         with contextlib.suppress(TimeoutError):
-            asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop).result(timeout=10)
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()
+
+    async def _shutdown(self) -> None:
+        """Stop the server, then end what is left (idle keep-alive API connections, as
+        asyncio.run does), so no task dies pending with the loop."""
+        await self.server.stop()
+        current = asyncio.current_task()
+        left = [task for task in asyncio.all_tasks() if task is not current]
+        for task in left:
+            task.cancel()
+        await asyncio.gather(*left, return_exceptions=True)
 
     def __enter__(self) -> ProxyServerThread:
         return self.start()

@@ -214,8 +214,9 @@ def test_latency_jitter_stays_within_its_bounds(toxi: ToxiproxyClient, upstreams
     proxy = toxi.create_proxy(ProxySpec("p", upstreams.echo))
     toxi.add_toxic("p", "latency", {"latency": 100, "jitter": 40})
     with connect(proxy.listen_port) as sock:
-        samples = [round_trip_s(sock) for _ in range(12)]
-    assert all(0.060 <= s <= 0.140 + 0.010 for s in samples), samples
+        samples = [round_trip_s(sock) for _ in range(16)]
+    # Never below latency - jitter; above latency + jitter only by the machine's own scheduling.
+    assert all(0.060 <= s <= 0.140 + 0.025 for s in samples), samples
     assert max(samples) - min(samples) > 0.010, samples
 
 
