@@ -35,6 +35,8 @@ class StackEndpoints:
     # Names of the proxies in front of each client's link (`<client>-<server>`), when proxied.
     toxiproxy_proxies: tuple[str, ...] = field(default_factory=tuple)
     faults_allowed: tuple[str, ...] = field(default_factory=tuple)
+    # `[faults.commands]`: fault name -> the shell command that injects it on this deployment.
+    fault_commands: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     # Suites wipe tables and queues between tests; only a throwaway deployment may say yes.
     reset_allowed: bool = False
 
@@ -93,6 +95,9 @@ def render_target_toml(endpoints: StackEndpoints) -> str:
             lines.append(f"proxies = [{names}]")
     allowed = ", ".join(_toml_str(name) for name in endpoints.faults_allowed)
     lines += ["[faults]", f"allowed = [{allowed}]"]
+    if endpoints.fault_commands:
+        lines.append("[faults.commands]")
+        lines += [f"{_toml_str(name)} = {_toml_str(command)}" for name, command in endpoints.fault_commands]
     if endpoints.reset_allowed:
         lines += ["[harness]", "reset_allowed = true  # a throwaway stack: suites may wipe its state"]
     return "\n".join(lines) + "\n"
@@ -113,6 +118,7 @@ def load_target(path: Path) -> StackEndpoints:
             toxiproxy_url=data.get("toxiproxy", {}).get("url"),
             toxiproxy_proxies=tuple(str(name) for name in data.get("toxiproxy", {}).get("proxies", [])),
             faults_allowed=tuple(str(name) for name in faults.get("allowed", [])),
+            fault_commands=tuple((str(k), str(v)) for k, v in faults.get("commands", {}).items()),
             reset_allowed=bool(data.get("harness", {}).get("reset_allowed", False)),
         )
     except (OSError, KeyError, TypeError, tomllib.TOMLDecodeError) as exc:
