@@ -25,8 +25,14 @@ PG_USER = "postgres"
 class PostgresCluster:
     """One cluster listening on 127.0.0.1:<port>, database `ast` owned by role `ast` (trust auth)."""
 
-    def __init__(self, base_dir: Path, log_dir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, base_dir: Path, log_dir: Path, port: int | None = None, *, durable: bool = False
+    ) -> None:
+        """`durable=True`: fsync, synchronous_commit and full_page_writes on, so a crash (an
+        immediate stop, SIGKILL) loses no commit it acknowledged; the default turns all three off
+        for speed, and a crash may then lose acknowledged commits."""
         self.base_dir = base_dir
+        self.durable = durable
         self.data_dir = base_dir / "data"
         self.socket_dir = base_dir / "sock"
         self.port = port or free_port()
@@ -38,6 +44,10 @@ class PostgresCluster:
             group=PG_USER,
             stop_signal=signal.SIGINT,
         )
+
+    @property
+    def _durability(self) -> str:
+        return "on" if self.durable else "off"
 
     @property
     def dsn(self) -> str:
@@ -52,9 +62,9 @@ class PostgresCluster:
             "listen_addresses": "127.0.0.1",
             "port": str(self.port),
             "unix_socket_directories": str(self.socket_dir),
-            "fsync": "off",
-            "synchronous_commit": "off",
-            "full_page_writes": "off",
+            "fsync": self._durability,
+            "synchronous_commit": self._durability,
+            "full_page_writes": self._durability,
             "max_connections": "200",
             "log_min_messages": "warning",
         }

@@ -8,14 +8,19 @@ direct child and receives PDEATHSIG; `-noinput` keeps the Erlang shell off.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
 import signal
-from dataclasses import dataclass
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
 
 import aio_pika
+import httpx
 import psutil
 
 from harness.stack.base import StackError
@@ -26,6 +31,12 @@ from harness.stack.readiness import http_ok, poll_until_ready
 RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
 EPMD = Path("/usr/lib/erlang/bin/epmd")
 LOOPBACK_ERL_ARGS = "-kernel inet_dist_use_interface {127,0,0,1} -start_epmd false"
+
+
+def epmd_process(port: int, log_dir: Path, env: dict[str, str] | None = None) -> ManagedProcess:
+    """A private epmd on loopback: every node that registers with it (a cluster's) finds the others."""
+    argv = [str(EPMD), "-port", str(port), "-address", "127.0.0.1"]
+    return ManagedProcess("epmd", argv, log_dir=log_dir, env=env)
 
 
 @dataclass(frozen=True)
@@ -44,20 +55,27 @@ class RabbitPorts:
 class RabbitNode:
     """One RabbitMQ node with management, listening on loopback only, data under `base_dir`."""
 
-    def __init__(self, base_dir: Path, log_dir: Path, ports: RabbitPorts | None = None) -> None:
+    def __init__(
+        self,
+        base_dir: Path,
+        log_dir: Path,
+        ports: RabbitPorts | None = None,
+        *,
+        name: str = "rabbitmq",
+        cookie: str | None = None,
+        epmd: ManagedProcess | None = None,
+    ) -> None:
+        """`cookie` and `epmd` are given when the node is one of a cluster (they are shared then);
+        by default the node has its own of each. `name` names its process and log file."""
         self.base_dir = base_dir
         self.log_dir = log_dir
         self.ports = ports or RabbitPorts.allocate()
         self.nodename = f"h{self.ports.amqp}@localhost"
-        self._env = self._prepare()
-        self.epmd = ManagedProcess(
-            "epmd",
-            [str(EPMD), "-port", str(self.ports.epmd), "-address", "127.0.0.1"],
-            log_dir=log_dir,
-            env=self._env,
-        )
+        self._env = self._prepare(cookie)
+        self.owns_epmd = epmd is None
+        self.epmd = epmd or epmd_process(self.ports.epmd, log_dir, self._env)
         self.server = ManagedProcess(
-            "rabbitmq", [str(RABBIT_BIN / "rabbitmq-server"), "-noinput"], log_dir=log_dir, env=self._env
+            name, [str(RABBIT_BIN / "rabbitmq-server"), "-noinput"], log_dir=log_dir, env=self._env
         )
 
     @property
@@ -77,13 +95,13 @@ class RabbitNode:
     def pid_file(self) -> Path:
         return self.base_dir / "rabbit.pid"
 
-    def _prepare(self) -> dict[str, str]:
+    def _prepare(self, cookie_value: str | None) -> dict[str, str]:
         """Write cookie, config and plugins file; return the environment shared by server and CLI."""
         home = self.base_dir / "home"
         home.mkdir(parents=True, exist_ok=True)
         cookie = home / ".erlang.cookie"
         if not cookie.exists():
-            cookie.write_text(secrets.token_hex(16))
+            cookie.write_text(cookie_value or secrets.token_hex(16))
             cookie.chmod(0o400)
         (self.base_dir / "enabled_plugins").write_text("[rabbitmq_management].\n")
         (self.base_dir / "rabbitmq.conf").write_text(self._config())
@@ -201,7 +219,8 @@ class RabbitNode:
             self.server.kill()
             self.server.stop(timeout=5)
         self._kill_stray_beam()
-        self.epmd.stop(timeout=5)
+        if self.owns_epmd:
+            self.epmd.stop(timeout=5)
 
     def _kill_stray_beam(self) -> None:
         """Kill a beam named in the pid file if it is still alive (should the exec chain ever fork)."""
@@ -210,3 +229,136 @@ class RabbitNode:
             proc = psutil.Process(pid)
             if proc.name().startswith("beam") and self.nodename in " ".join(proc.cmdline()):
                 proc.send_signal(signal.SIGKILL)
+
+
+SIMULATE_QUEUE = "ast.simulate.q"
+
+
+@dataclass(frozen=True)
+class QuorumStatus:
+    """A quorum queue's Raft membership as the management API reports it."""
+
+    queue: str
+    leader: str
+    members: tuple[str, ...]
+    online: tuple[str, ...]
+
+
+async def quorum_status(management_urls: str | list[str], queue: str, vhost: str = "/") -> QuorumStatus:
+    """`members`, `online` and `leader` of a quorum queue, from the first node whose management
+    API answers (a cluster's nodes each serve the whole cluster's view)."""
+    urls = [management_urls] if isinstance(management_urls, str) else management_urls
+    last: Exception | None = None
+    for url in urls:
+        parts = urlsplit(url)
+        auth = (unquote(parts.username or "guest"), unquote(parts.password or "guest"))
+        base = f"{parts.scheme}://{parts.hostname}:{parts.port}"
+        try:
+            async with httpx.AsyncClient(base_url=base, auth=auth, timeout=5) as client:
+                response = await client.get(f"/api/queues/{quote(vhost, safe='')}/{quote(queue, safe='')}")
+                response.raise_for_status()
+                row = response.json()
+        except httpx.HTTPError as exc:
+            last = exc
+            continue
+        return QuorumStatus(
+            queue=queue,
+            leader=str(row.get("leader") or ""),
+            members=tuple(sorted(row.get("members") or ())),
+            online=tuple(sorted(row.get("online") or ())),
+        )
+    raise StackError(f"no management API answered for {queue}: {last!r}")
+
+
+class RabbitCluster:
+    """`size` private nodes on loopback with one Erlang cookie and one epmd, joined into a cluster.
+
+    The nodes boot in parallel as standalone nodes (booting dominates); then each one after the
+    first is joined to the first (`stop_app`, `join_cluster`, `start_app`), in parallel too.
+    Quorum queues declared after that get every node as a member. The node list order is the
+    order of `amqp_url`: the service tries them in turn.
+    """
+
+    def __init__(self, base_dir: Path, log_dir: Path, size: int = 3) -> None:
+        if size < 2:
+            raise StackError(f"a cluster needs at least two nodes, not {size}")
+        cookie = secrets.token_hex(16)
+        self.epmd = epmd_process(free_port(), log_dir)
+        epmd_port = int(self.epmd.argv[2])
+        self.nodes = [
+            RabbitNode(
+                base_dir / f"node{i}",
+                log_dir,
+                replace(RabbitPorts.allocate(), epmd=epmd_port),
+                name=f"rabbitmq-{i}",
+                cookie=cookie,
+                epmd=self.epmd,
+            )
+            for i in range(1, size + 1)
+        ]
+        self.timings: dict[str, float] = {}
+
+    @property
+    def amqp_url(self) -> str:
+        return ",".join(node.amqp_url for node in self.nodes)
+
+    @property
+    def management_url(self) -> str:
+        return self.nodes[0].management_url
+
+    @property
+    def management_urls(self) -> list[str]:
+        return [node.management_url for node in self.nodes]
+
+    def start(self) -> None:
+        """epmd, then every node at once; returns at once, see `wait_ready()`."""
+        self.epmd.start()
+        for node in self.nodes:
+            node.server.start()
+
+    async def wait_ready(self, timeout: float = 90.0) -> float:
+        """Every node booted, the others joined to the first, all running as one cluster."""
+        started = time.monotonic()
+        await asyncio.gather(*(node.wait_ready(timeout) for node in self.nodes))
+        self.timings["nodes_booted_s"] = round(time.monotonic() - started, 3)
+        first = self.nodes[0]
+        if not await self._clustered():
+            await asyncio.gather(*(asyncio.to_thread(self._join, node, first) for node in self.nodes[1:]))
+        self.timings["joined_s"] = round(time.monotonic() - started, 3)
+        await poll_until_ready(
+            "RabbitMQ cluster (every node running)",
+            self._require_clustered,
+            timeout=max(5.0, timeout - (time.monotonic() - started)),
+        )
+        return time.monotonic() - started
+
+    @staticmethod
+    def _join(node: RabbitNode, first: RabbitNode) -> None:
+        node.rabbitmqctl("stop_app")
+        node.rabbitmqctl("join_cluster", first.nodename)
+        node.rabbitmqctl("start_app")
+
+    async def running_nodes(self) -> set[str]:
+        """The nodes the first reachable management API reports as running."""
+        for node in self.nodes:
+            try:
+                async with httpx.AsyncClient(timeout=5, auth=("guest", "guest")) as client:
+                    url = f"{node.management_api}/nodes"
+                    response = await client.get(url, params={"columns": "name,running"})
+                    response.raise_for_status()
+            except httpx.HTTPError:
+                continue
+            return {row["name"] for row in response.json() if row.get("running")}
+        return set()
+
+    async def _clustered(self) -> bool:
+        return await self.running_nodes() == {node.nodename for node in self.nodes}
+
+    async def _require_clustered(self) -> None:
+        if not await self._clustered():
+            raise StackError(f"running nodes: {sorted(await self.running_nodes())}")
+
+    def teardown(self) -> None:
+        with ThreadPoolExecutor(max_workers=len(self.nodes)) as pool:
+            list(pool.map(lambda node: node.teardown(), self.nodes))
+        self.epmd.stop(timeout=5)

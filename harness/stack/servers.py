@@ -14,7 +14,7 @@ from typing import Protocol
 from harness.stack.base import StackError
 from harness.stack.postgres import PostgresCluster
 from harness.stack.processes import ManagedProcess
-from harness.stack.rabbitmq import RabbitNode
+from harness.stack.rabbitmq import RabbitCluster, RabbitNode
 
 
 class ServerHandle(Protocol):
@@ -92,14 +92,30 @@ LOCAL_FAULTS = (
 )
 
 
+CLUSTER_FAULTS = (*LOCAL_FAULTS, "broker-node-loss")
+
+
 class LocalServers:
-    """A private RabbitMQ node and PostgreSQL cluster as child processes on free loopback ports."""
+    """A private RabbitMQ node (or a cluster of `rabbit_nodes`) and a PostgreSQL cluster as child
+    processes on free loopback ports. `durable=True` runs PostgreSQL crash-safe (see postgres.py)."""
 
-    faults = LOCAL_FAULTS
-
-    def __init__(self) -> None:
-        self.rabbit: RabbitNode | None = None
+    def __init__(self, *, rabbit_nodes: int = 1, durable: bool = False) -> None:
+        if rabbit_nodes not in (1, 3):
+            raise StackError(f"--rabbit-nodes is 1 or 3, not {rabbit_nodes}")
+        self.rabbit_node_count = rabbit_nodes
+        self.durable = durable
+        self.cluster: RabbitCluster | None = None
+        self.rabbit_nodes: list[RabbitNode] = []
         self.postgres: PostgresCluster | None = None
+
+    @property
+    def rabbit(self) -> RabbitNode | None:
+        """The (first) RabbitMQ node; the others of a cluster are in `rabbit_nodes`."""
+        return self.rabbit_nodes[0] if self.rabbit_nodes else None
+
+    @property
+    def faults(self) -> tuple[str, ...]:
+        return CLUSTER_FAULTS if self.cluster is not None else LOCAL_FAULTS
 
     def _both(self) -> tuple[RabbitNode, PostgresCluster]:
         if self.rabbit is None or self.postgres is None:
@@ -108,7 +124,9 @@ class LocalServers:
 
     @property
     def amqp_url(self) -> str:
-        return self._both()[0].amqp_url
+        """Every node's AMQP URL, comma-separated (what RABBIT_URL takes): one for a single node."""
+        self._both()
+        return ",".join(node.amqp_url for node in self.rabbit_nodes)
 
     @property
     def management_url(self) -> str:
@@ -122,26 +140,41 @@ class LocalServers:
         """Nothing to check up front: a missing binary fails the launch with its own message."""
 
     def launch(self, tmp_dir: Path, log_dir: Path) -> None:
-        self.rabbit = RabbitNode(tmp_dir / "rabbitmq", log_dir)
-        self.postgres = PostgresCluster(tmp_dir / "postgres", log_dir)
-        self.rabbit.start()
+        if self.rabbit_node_count > 1:
+            self.cluster = RabbitCluster(tmp_dir / "rabbitmq", log_dir, self.rabbit_node_count)
+            self.rabbit_nodes = list(self.cluster.nodes)
+            self.cluster.start()
+        else:
+            self.rabbit_nodes = [RabbitNode(tmp_dir / "rabbitmq", log_dir)]
+            self.rabbit_nodes[0].start()
+        self.postgres = PostgresCluster(tmp_dir / "postgres", log_dir, durable=self.durable)
         self.postgres.start()
 
     async def wait_rabbit(self, timeout: float) -> float:
+        if self.cluster is not None:
+            return await self.cluster.wait_ready(timeout)
         return await self._both()[0].wait_ready(timeout)
 
     async def wait_postgres(self, timeout: float) -> float:
         return await self._both()[1].wait_ready(timeout)
 
     def teardown(self) -> None:
-        for server in (self.postgres, self.rabbit):
-            if server is not None:
-                server.teardown()
+        if self.postgres is not None:
+            self.postgres.teardown()
+        if self.cluster is not None:
+            self.cluster.teardown()
+        else:
+            for node in self.rabbit_nodes:
+                node.teardown()
 
     def processes(self) -> list[ManagedProcess]:
         found: list[ManagedProcess] = []
         if self.postgres is not None:
             found.append(self.postgres.server)
-        if self.rabbit is not None:
-            found += [self.rabbit.server, self.rabbit.epmd]
+        for node in self.rabbit_nodes:
+            found.append(node.server)
+            if node.owns_epmd:
+                found.append(node.epmd)
+        if self.cluster is not None:
+            found.append(self.cluster.epmd)
         return found
