@@ -43,6 +43,7 @@ class LocalStack(ServiceStack):
     `env` overrides the service environment (e.g. {"RETRY_BASE_MS": "200"}).
     `own_thread=True` runs the sync wrappers' coroutines on a helper thread (under pytest-asyncio).
     `proxy=True` routes every service's server links through the proxy (None: HARNESS_PROXY).
+    `rabbit_nodes=3` runs a three-node RabbitMQ cluster; `durable=True` a crash-safe PostgreSQL.
     """
 
     def __init__(
@@ -56,8 +57,10 @@ class LocalStack(ServiceStack):
         ready_timeout: float = 90.0,
         own_thread: bool = False,
         proxy: bool | None = None,
+        rabbit_nodes: int = 1,
+        durable: bool = False,
     ) -> None:
-        self.local_servers = LocalServers()
+        self.local_servers = LocalServers(rabbit_nodes=rabbit_nodes, durable=durable)
         super().__init__(
             run_dir,
             self.local_servers,
@@ -74,6 +77,11 @@ class LocalStack(ServiceStack):
     def rabbit(self) -> RabbitNode | None:
         """The RabbitMQ node once started (kill, restart, pause, rabbitmqctl); None before."""
         return self.local_servers.rabbit
+
+    @property
+    def rabbit_nodes(self) -> list[RabbitNode]:
+        """Every RabbitMQ node (one, or the three of a cluster), in RABBIT_URL's order."""
+        return self.local_servers.rabbit_nodes
 
     @property
     def postgres(self) -> PostgresCluster | None:
