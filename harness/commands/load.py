@@ -46,6 +46,7 @@ LOAD_ENV = {
     "MAX_RETRIES": "3",
 }
 LOCUST_GRACE_S = 60.0
+STOP_TIMEOUT_S = 2  # seconds users get to finish their iteration; then in-flight calls stay open (info)
 SLO_TABLE = "slo.json"
 T = TypeVar("T")
 DEFAULT_MASTER_PORT = 5557
@@ -211,7 +212,7 @@ def locust_args(run: LoadRun, api_url: str) -> list[str]:
     root = run.writer.root
     args = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", api_url]
     args += ["--csv", str(root / "locust"), "--html", str(root / "locust.html"), "--only-summary"]
-    args += ["--exit-code-on-error", "0", "--stop-timeout", "5", "--skip-log-setup"]
+    args += ["--exit-code-on-error", "0", "--stop-timeout", str(STOP_TIMEOUT_S)]
     if run.processes:
         args += ["--processes", str(run.processes)]
     if run.master:
@@ -242,7 +243,7 @@ def run_worker(profile: Profile, run_dir: Path | None, master_host: str, master_
     from harness.record import RUN_DIR_ENV, resolve_run_dir
 
     out = run_dir.resolve() if run_dir else resolve_run_dir("load", Path("reports/out")).resolve()
-    args = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker", "--skip-log-setup"]
+    args = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker"]
     args += ["--master-host", master_host, "--master-port", str(master_port)]
     env = {**os.environ, **profile.to_env(), RUN_DIR_ENV: str(out)}
     log = out / "logs" / f"locust-worker-{os.getpid()}.log"
@@ -343,8 +344,8 @@ def judge(run: LoadRun, merged: History, live: LiveCheck, locust_exit: int, rss_
         timings=run.timings,
     )
     run.writer.results(results)
-    report = _report(run.writer.root)
-    run.writer.results(results.model_copy(update={"report": report}))
+    report = _timed(run, "report_s", lambda: _report(run.writer.root))
+    run.writer.results(results.model_copy(update={"report": report, "timings": run.timings}))
     print_summary(run, metrics, slos, live, reasons, report)
     return not reasons
 

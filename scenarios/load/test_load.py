@@ -1,0 +1,110 @@
+"""The gate's load suite: short Locust runs against the session's stack, each judged like a drill.
+
+`harness load --target` drives the stack the session started (tables emptied first), so the
+suite pays for one stack start. Durations are short: this is CI; `harness load --profile steady`
+with its default minute, `spike` and `soak` run on demand.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness.checker import Expectations
+from harness.live_check import check_deployment
+from harness.load.merge import merge_histories
+from harness.load.slo import read_slo_table
+from harness.record import RunReader
+from harness.stack.base import StackEndpoints
+from harness.stack.readiness import run_sync
+from scenarios.load.helpers import (
+    HARNESS,
+    LOCUSTFILE,
+    ROOT,
+    RUN_TIMEOUT_S,
+    clean_env,
+    harness_load,
+    locust_histories,
+    target_of,
+)
+
+pytestmark = [pytest.mark.load, pytest.mark.timeout(240)]
+
+
+def test_a_steady_run_holds_its_slos_and_the_invariants(clean_state: StackEndpoints, run_dir: Path) -> None:
+    out = run_dir / "loads" / "steady"
+    done = harness_load(
+        ["--profile", "steady", "--duration", "10", "--target", target_of(clean_state), "--run-dir", str(out)]
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = RunReader(out).results()
+    assert results is not None
+    assert (results.kind, results.passed, results.reasons, results.checked) == ("load", True, (), 1)
+    assert results.verdict.valid == "held"
+    assert results.verdict.counts["accepted"] > 0
+    table = read_slo_table(out / "slo.json")
+    assert table.passed
+    assert {row.metric for row in table.slos} >= {"submit_p95_ms", "submit_error_rate", "complete_p95_s"}
+    assert all(row.status == "passed" and row.value is not None for row in table.slos)
+    assert "load steady: SLOs" in done.stdout
+    assert "load: PASS" in done.stdout
+    for name in ("locust.html", "locust_stats.csv", "report.html", "samples.jsonl"):
+        assert (out / name).is_file(), name
+    assert locust_histories(out)
+
+
+def test_an_slo_out_of_reach_fails_the_run_naming_it(clean_state: StackEndpoints, run_dir: Path) -> None:
+    out = run_dir / "loads" / "slo-out-of-reach"
+    slo = out.parent / "out-of-reach.toml"
+    slo.parent.mkdir(parents=True, exist_ok=True)
+    slo.write_text('[steady]\nsubmit_p95_ms = "< 0.001"\n', encoding="utf-8")
+    args = ["--duration", "4", "--slo", str(slo), "--target", target_of(clean_state), "--run-dir", str(out)]
+    done = harness_load(args)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "SLO submit_p95_ms < 0.001 FAILED" in done.stdout
+    results = RunReader(out).results()
+    assert results is not None
+    assert not results.passed
+    assert [r for r in results.reasons if r.startswith("SLO ")] == [
+        next(r for r in results.reasons if "submit_p95_ms < 0.001" in r)
+    ]
+    assert results.verdict.valid == "held", "only the SLO failed"
+
+
+def test_plain_locust_runs_the_locustfile_and_records_a_checkable_history(
+    clean_state: StackEndpoints, run_dir: Path
+) -> None:
+    out = run_dir / "loads" / "plain-locust"
+    args = [
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "-u",
+        "20",
+        "-r",
+        "5",
+        "-t",
+        "8s",
+        "--host",
+        clean_state.api_url,
+    ]
+    done = subprocess.run(
+        [str(HARNESS.with_name("locust")), *args, "--csv", str(out / "locust")],
+        cwd=ROOT,
+        env=clean_env() | {"HARNESS_RUN_DIR": str(out)},
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    stats = (out / "locust_stats.csv").read_text(encoding="utf-8")
+    assert "POST,/tasks," in stats
+    assert "JOB,submit→terminal simulate success" in stats
+    reader = RunReader(out)
+    merged = merge_histories([history for _, history in reader.histories()])
+    assert merged.completions("submit")
+    live = run_sync(check_deployment(clean_state, merged, Expectations(waiting=None)), own_thread=True)
+    assert live.verdict.valid == "held", live.verdict

@@ -1,0 +1,110 @@
+"""`harness load --profile steady` as a user runs it: its own embedded stack, started and stopped by
+the command, Locust in its own process, the SLO table and the invariant verdict in the record.
+And a distributed run: `harness load --master` with two `harness load --worker` processes.
+(Not in the gate's load suite, scenarios/load/, which must stay near a minute.)"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import psutil
+import pytest
+
+from harness.load.slo import read_slo_table
+from harness.record import RunReader
+from harness.stack.base import StackEndpoints
+from harness.stack.ports import free_port
+from scenarios.load.helpers import (
+    HARNESS,
+    ROOT,
+    RUN_TIMEOUT_S,
+    clean_env,
+    harness_load,
+    locust_histories,
+    target_of,
+)
+
+pytestmark = [pytest.mark.load, pytest.mark.timeout(300)]
+
+
+def _children_named(name: str) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if name in cmdline:
+            found.append(process)
+    return found
+
+
+def test_harness_load_steady_on_its_own_embedded_stack(tmp_path: Path) -> None:
+    out = tmp_path / "steady"
+    done = harness_load(["--profile", "steady", "--duration", "20", "--run-dir", str(out)], timeout_s=240)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    results = RunReader(out).results()
+    assert results is not None
+    assert results.passed
+    assert results.verdict.valid == "held"
+    assert results.timings["stack_s"] > 0
+    assert results.report is not None
+    table = read_slo_table(out / "slo.json")
+    assert table.passed
+    assert (table.metrics["accepted"] or 0) > 50
+    assert (out / "target.toml").is_file(), "the command started (and stopped) its own stack"
+    assert not _children_named(str(out)), "no server or Locust process of the run is left"
+
+
+def test_a_distributed_run_master_and_two_workers(clean_state: StackEndpoints, run_dir: Path) -> None:
+    out = run_dir / "loads" / "distributed"
+    port = str(free_port())
+    master_args = [
+        "--master",
+        "--expect-workers",
+        "2",
+        "--master-port",
+        port,
+        "--users",
+        "6",
+        "--duration",
+        "8",
+    ]
+    master = subprocess.Popen(
+        [str(HARNESS), "load", *master_args, "--target", target_of(clean_state), "--run-dir", str(out)],
+        cwd=ROOT,
+        env=clean_env() | {"COLUMNS": "200"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    worker_args = [
+        "load",
+        "--worker",
+        "--master-host",
+        "127.0.0.1",
+        "--master-port",
+        port,
+        "--run-dir",
+        str(out),
+    ]
+    workers = [
+        subprocess.Popen([str(HARNESS), *worker_args], cwd=ROOT, env=clean_env(), stdout=subprocess.DEVNULL)
+        for _ in range(2)
+    ]
+    try:
+        output, _ = master.communicate(timeout=RUN_TIMEOUT_S)
+        worker_exits = [w.wait(timeout=30) for w in workers]
+    finally:
+        processes: list[subprocess.Popen[str] | subprocess.Popen[bytes]] = [master, *workers]
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert master.returncode == 0, output
+    assert worker_exits == [0, 0]
+    histories = locust_histories(out)
+    assert len(histories) == 2, "one history per worker process, none from the master"
+    assert all(path.stat().st_size > 0 for path in histories)
+    results = RunReader(out).results()
+    assert results is not None
+    assert results.passed
+    assert results.verdict.valid == "held"
