@@ -115,7 +115,7 @@ class Link:
         self._rolls: dict[int, bool] = {}
         self._timers: dict[int, asyncio.Task[None]] = {}
         self._sent: dict[int, int] = {}
-        self._changed = asyncio.Event()
+        self._timeouts: set[str] = set()
         self._awaiting_dst = False
 
     def active(self) -> list[Toxic]:
@@ -168,8 +168,14 @@ class Link:
     # -- toxics with timers -------------------------------------------------------------------
 
     def refresh(self) -> None:
-        """The toxics changed: (re)start timers, enforce a limit already reached, wake the writer."""
+        """The toxics changed: (re)start timers, enforce a limit already reached, and close when a
+        timeout toxic went away (its dropped bytes broke the stream; Toxiproxy closes too)."""
         active = self.active()
+        timeouts = {toxic.name for toxic in active if toxic.type == "timeout"}
+        if self._timeouts - timeouts:
+            self._conn.close()
+            return
+        self._timeouts = timeouts
         timed = {toxic.revision: toxic for toxic in active if toxic.type in TIMED_TYPES}
         for revision in [r for r in self._timers if r not in timed]:
             self._timers.pop(revision).cancel()
@@ -179,7 +185,6 @@ class Link:
         limit = tx.first_of(active, "limit_data")
         if limit is not None and tx.limit_remaining(limit, self._sent.get(limit.revision, 0)) == 0:
             self._conn.close()
-        self._changed.set()
 
     async def _fire(self, toxic: Toxic) -> None:
         if toxic.type == "timeout" and toxic.attr("timeout") == 0:
@@ -212,21 +217,13 @@ class Link:
             due, data = item
             if (wait := due - loop.time()) > 0:
                 await asyncio.sleep(wait)
-            await self._hold_while_timed_out()
-            await self._send(data)
+            if tx.first_of(self.active(), "timeout") is None:
+                await self._send(data)
             self._busy = False
         slow_close = tx.first_of(self.active(), "slow_close")
         if slow_close is not None:
             await asyncio.sleep(slow_close.attr("delay") / 1000.0)
         self._conn.close()
-
-    async def _hold_while_timed_out(self) -> None:
-        """A timeout toxic stops all data of its link until it is removed (or closes the link)."""
-        while True:
-            self._changed.clear()
-            if tx.first_of(self.active(), "timeout") is None:
-                return
-            await self._changed.wait()
 
     async def _send(self, data: bytes) -> None:
         active = self.active()

@@ -214,9 +214,12 @@ def test_latency_jitter_stays_within_its_bounds(toxi: ToxiproxyClient, upstreams
     proxy = toxi.create_proxy(ProxySpec("p", upstreams.echo))
     toxi.add_toxic("p", "latency", {"latency": 100, "jitter": 40})
     with connect(proxy.listen_port) as sock:
-        samples = [round_trip_s(sock) for _ in range(16)]
-    # Never below latency - jitter; above latency + jitter only by the machine's own scheduling.
-    assert all(0.060 <= s <= 0.140 + 0.025 for s in samples), samples
+        samples = sorted(round_trip_s(sock) for _ in range(16))
+    # Never below latency - jitter. Above latency + jitter only by the machine's own scheduling
+    # (other processes share the two cores), so most, not all, must be within the bound.
+    assert samples[0] >= 0.060, samples
+    within = [s for s in samples if s <= 0.140 + 0.010]
+    assert len(within) >= 13, samples
     assert max(samples) - min(samples) > 0.010, samples
 
 
@@ -252,17 +255,28 @@ def test_timeout_stops_data_then_closes(toxi: ToxiproxyClient, upstreams: Upstre
     assert 0.24 <= elapsed <= 0.36 + 0.05, elapsed
 
 
-def test_timeout_zero_holds_data_until_removed(toxi: ToxiproxyClient, upstreams: Upstreams) -> None:
+def test_timeout_zero_drops_data_and_its_removal_closes(toxi: ToxiproxyClient, upstreams: Upstreams) -> None:
     proxy = toxi.create_proxy(ProxySpec("p", upstreams.echo))
     toxi.add_toxic("p", "timeout", {"timeout": 0})
     with connect(proxy.listen_port, timeout_s=0.4) as sock:
-        sock.sendall(b"held")
+        sock.sendall(b"dropped")
         with pytest.raises(TimeoutError):
             sock.recv(10)
         toxi.remove_toxic("p", "timeout_downstream")
         sock.settimeout(5)
-        assert sock.recv(10) == b"held"
+        assert read_to_eof(sock) == b""
+    with connect(proxy.listen_port) as sock:
         assert round_trip_s(sock) < 0.5
+
+
+def test_updating_a_timeout_keeps_its_connections(toxi: ToxiproxyClient, upstreams: Upstreams) -> None:
+    proxy = toxi.create_proxy(ProxySpec("p", upstreams.echo))
+    toxi.add_toxic("p", "timeout", {"timeout": 0}, stream="upstream")
+    with connect(proxy.listen_port, timeout_s=0.3) as sock:
+        toxi.update_toxic("p", "timeout_upstream", {"timeout": 200})
+        started = time.perf_counter()
+        assert read_to_eof(sock) == b""
+    assert 0.15 <= time.perf_counter() - started <= 0.3
 
 
 def test_reset_peer_resets_the_connection(toxi: ToxiproxyClient, upstreams: Upstreams) -> None:
