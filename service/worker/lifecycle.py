@@ -8,6 +8,7 @@ an already handled message is recognised and acknowledged unread.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -20,6 +21,7 @@ from service.db import tasks as db
 from service.models import TERMINAL, Status
 
 Row = asyncpg.Record
+_UNSTORABLE_CHARACTERS = re.compile("[\x00\ud800-\udfff]")
 
 
 class Claim(Enum):
@@ -39,12 +41,24 @@ class ClaimResult:
 
 @dataclass(frozen=True)
 class Failure:
+    """Why a task failed. The message may quote anything a job met (an exception's text, a file
+    name): it is made storable here, or PostgreSQL would refuse the failure itself, every time."""
+
     code: str
     message: str
     dead_letter: bool
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "code", storable_text(self.code))
+        object.__setattr__(self, "message", storable_text(self.message))
+
     def as_json(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message}
+
+
+def storable_text(text: str) -> str:
+    """`text` as PostgreSQL can store it: U+0000 and lone surrogates become U+FFFD."""
+    return _UNSTORABLE_CHARACTERS.sub("\ufffd", text)
 
 
 class TaskLifecycle:

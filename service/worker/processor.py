@@ -21,7 +21,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from service.broker.topology import JOB_QUEUES, retry_delay_ms
 from service.config import Settings
-from service.driver_errors import DATABASE_ERRORS
+from service.driver_errors import DATABASE_ERRORS, REFUSED_VALUE_ERRORS
 from service.errors import (
     RetryableJobError,
     TaskCancelled,
@@ -30,8 +30,9 @@ from service.errors import (
     WaitForEvent,
 )
 from service.models import Status, TaskType
+from service.payloads import READABLE_JSON, json_problem
 from service.worker.jobs import job_for
-from service.worker.lifecycle import Claim, Failure, TaskLifecycle
+from service.worker.lifecycle import Claim, Failure, TaskLifecycle, storable_text
 from service.worker.middleware import (
     LoggingMiddleware,
     MetricsMiddleware,
@@ -47,6 +48,7 @@ _DB_ERRORS = DATABASE_ERRORS
 _HAND_BACK_ERRORS: tuple[type[BaseException], ...] = (*DATABASE_ERRORS, asyncio.CancelledError)
 _BUSY_POLL_S = 0.5
 _REASON_CHARS = 300
+RESULT_UNSTORABLE = "RESULT_UNSTORABLE"
 _JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number", type(None): "null"}
 
 
@@ -122,6 +124,7 @@ class PostgresTaskContext:
         self.artifacts_dir: Path = settings.artifacts_dir
 
     async def update(self, *, progress: int | None = None, state: str | None = None) -> None:
+        state = None if state is None else storable_text(state)
         if not await self._lifecycle.report(self.task_id, progress, state):
             await self.raise_if_lost()
 
@@ -228,12 +231,41 @@ class MessageProcessor:
             return await self._settle_error(message, job, error)
         finally:
             watcher.cancel()
-        ok = await self._db(lambda: self._lifecycle.complete(job.task_id, result, job.message_id))
+        await self._complete(message, job, result)
+
+    async def _complete(self, message: AbstractIncomingMessage, job: JobMessage, result: Any) -> None:
+        """Stores the result, or fails the task terminally when it cannot be stored: a result that
+        PostgreSQL or a reader would refuse is refused again on every retry, so handing it back
+        would run the job forever."""
+        problem = result_problem(result)
+        if problem is None:
+            problem = await self._store_result(job, result)
+        if problem is None:
+            return await _settle(message.ack())
+        log.warning("result not stored: %s", problem, extra={"taskId": str(job.task_id), "step": "complete"})
+        failure = Failure(
+            RESULT_UNSTORABLE, f"the job's result cannot be stored: {problem}", dead_letter=True
+        )
+        await self._fail_terminally(message, job, failure)
+
+    async def _store_result(self, job: JobMessage, result: dict[str, Any]) -> str | None:
+        """None once stored (or dropped: the task is no longer ours), else why PostgreSQL refused it."""
+        try:
+            ok = await self._db(lambda: self._lifecycle.complete(job.task_id, result, job.message_id))
+        except REFUSED_VALUE_ERRORS as error:
+            return f"PostgreSQL refused it ({_refusal(error)})"
         if not ok:
             log.warning(
                 "result dropped: the task was cancelled or taken over", extra={"taskId": str(job.task_id)}
             )
-        await _settle(message.ack())
+        return None
+
+    async def _fail_terminally(
+        self, message: AbstractIncomingMessage, job: JobMessage, failure: Failure
+    ) -> None:
+        """FAILED, and the message rejected to the DLQ; acked when the task was no longer ours."""
+        failed = await self._db(lambda: self._lifecycle.fail(job.task_id, failure, job.message_id))
+        await _settle(message.reject(requeue=False) if failed else message.ack())
 
     async def _watch(self, ctx: PostgresTaskContext, runner: asyncio.Future[Any]) -> bool:
         """Extends the lease; stops the job when its task is cancelled or taken over. True if so."""
@@ -266,9 +298,7 @@ class MessageProcessor:
         elif isinstance(error, TaskCancelled | TaskNotRunnable):
             await _settle(message.ack())
         elif isinstance(error, TerminalJobError):
-            failure = Failure(error.code, error.message, dead_letter=True)
-            failed = await self._db(lambda: self._lifecycle.fail(job.task_id, failure, job.message_id))
-            await _settle(message.reject(requeue=False) if failed else message.ack())
+            await self._fail_terminally(message, job, Failure(error.code, error.message, dead_letter=True))
         else:
             await self._retry(message, job, error)
 
@@ -309,6 +339,30 @@ class MessageProcessor:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 3.0)
         return await operation()
+
+
+def result_problem(result: Any) -> str | None:
+    """Why a job's result cannot be stored and read back, or None; never quotes the result.
+
+    The same bounds as every stored value (`READABLE_JSON`: no NaN, NUL or lone surrogate, a
+    depth a reader can serialize), then the jsonb codec's own encoding, which also fails on what
+    those bounds let through (an integer past Python's digit limit).
+    """
+    if not isinstance(result, dict):
+        return "it is not a JSON object"
+    problem = json_problem(result, READABLE_JSON)
+    if problem is not None:
+        return problem
+    try:
+        json.dumps(result)
+    except (ValueError, TypeError, RecursionError) as error:
+        return f"it cannot be encoded as JSON ({type(error).__name__})"
+    return None
+
+
+def _refusal(error: Exception) -> str:
+    """The refusal's SQLSTATE and kind: the driver's message may quote the value, so not that."""
+    return f"SQLSTATE {getattr(error, 'sqlstate', None) or '?'}, {type(error).__name__}"
 
 
 async def _settle(action: Awaitable[None]) -> None:
