@@ -24,7 +24,6 @@ from chaos.proxy import toxics as tx
 from chaos.proxy.model import Stream, Toxic
 
 QUEUE_CHUNKS = 32
-TIMED_TYPES = ("timeout", "reset_peer")
 
 
 class ToxicSource(Protocol):
@@ -134,6 +133,12 @@ class Link:
 
     def feed(self, data: bytes) -> None:
         active = self.active()
+        reset = tx.first_of(active, "reset_peer")
+        if reset is not None:
+            # As Toxiproxy's: the first bytes after the toxic arrives start its clock; none pass.
+            if reset.revision not in self._timers:
+                self._timers[reset.revision] = self._conn.spawn(self._fire(reset))
+            return
         if not active and not self._queue and not self._busy:
             self._write(data)
             return
@@ -168,7 +173,7 @@ class Link:
     # -- toxics with timers -------------------------------------------------------------------
 
     def refresh(self) -> None:
-        """The toxics changed: (re)start timers, enforce a limit already reached, and close when a
+        """The toxics changed: (re)start timeout timers, enforce a limit already reached, close when a
         timeout toxic went away (its dropped bytes broke the stream; Toxiproxy closes too)."""
         active = self.active()
         timeouts = {toxic.name for toxic in active if toxic.type == "timeout"}
@@ -176,12 +181,12 @@ class Link:
             self._conn.close()
             return
         self._timeouts = timeouts
-        timed = {toxic.revision: toxic for toxic in active if toxic.type in TIMED_TYPES}
-        for revision in [r for r in self._timers if r not in timed]:
+        revisions = {toxic.revision for toxic in active}
+        for revision in [r for r in self._timers if r not in revisions]:
             self._timers.pop(revision).cancel()
-        for revision, toxic in timed.items():
-            if revision not in self._timers:
-                self._timers[revision] = self._conn.spawn(self._fire(toxic))
+        for toxic in active:
+            if toxic.type == "timeout" and toxic.revision not in self._timers:
+                self._timers[toxic.revision] = self._conn.spawn(self._fire(toxic))
         limit = tx.first_of(active, "limit_data")
         if limit is not None and tx.limit_remaining(limit, self._sent.get(limit.revision, 0)) == 0:
             self._conn.close()

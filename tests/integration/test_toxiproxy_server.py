@@ -279,12 +279,16 @@ def test_updating_a_timeout_keeps_its_connections(toxi: ToxiproxyClient, upstrea
     assert 0.15 <= time.perf_counter() - started <= 0.3
 
 
-def test_reset_peer_resets_the_connection(toxi: ToxiproxyClient, upstreams: Upstreams) -> None:
+def test_reset_peer_resets_after_the_next_bytes(toxi: ToxiproxyClient, upstreams: Upstreams) -> None:
     proxy = toxi.create_proxy(ProxySpec("p", upstreams.echo))
-    with connect(proxy.listen_port) as sock:
+    with connect(proxy.listen_port, timeout_s=0.3) as sock:
         round_trip_s(sock)
+        toxi.add_toxic("p", "reset_peer", {"timeout": 200}, stream="upstream")
+        with pytest.raises(TimeoutError):
+            sock.recv(10)
+        sock.settimeout(5)
         started = time.perf_counter()
-        toxi.add_toxic("p", "reset_peer", {"timeout": 200})
+        sock.sendall(b"never echoed")
         with pytest.raises(ConnectionResetError):
             read_to_eof(sock)
         elapsed = time.perf_counter() - started
