@@ -1,6 +1,8 @@
 """The layout's promises, read off the import statements of every module (no module is imported).
 
 - no cycle between top-level packages (service, harness, chaos, scenarios, loadtests, reports);
+  the command line (`harness.cli`, `harness.commands`) is the composition root above them all,
+  so it counts as a layer of its own: it may run what chaos builds on top of the harness;
 - `service/` never imports the harness (it reaches the service only through the contract);
 - no module under `harness/` imports the report (the report reads the run record, not the reverse);
 - the checker and the record types import no database or broker driver: they judge values.
@@ -18,6 +20,8 @@ pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("service", "harness", "chaos", "scenarios", "loadtests", "reports")
+COMPOSITION_ROOT = ("harness.cli", "harness.commands")
+CLI_LAYER = "cli"
 DRIVERS = ("asyncpg", "aio_pika", "aiormq", "pamqp", "psycopg", "httpx", "pika")
 PURE = (
     "harness.checker",
@@ -60,13 +64,19 @@ def all_modules() -> dict[str, set[str]]:
     }
 
 
+def layer(name: str) -> str:
+    if any(name == root or name.startswith(f"{root}.") for root in COMPOSITION_ROOT):
+        return CLI_LAYER
+    return name.split(".")[0]
+
+
 def package_graph(modules: dict[str, set[str]]) -> dict[str, set[str]]:
     graph: dict[str, set[str]] = defaultdict(set)
     for module, imported in modules.items():
-        source = module.split(".")[0]
+        source = layer(module)
         for name in imported:
-            target = name.split(".")[0]
-            if target in PACKAGES and target != source:
+            target = layer(name)
+            if target in (*PACKAGES, CLI_LAYER) and target != source:
                 graph[source].add(target)
     return graph
 
@@ -85,7 +95,8 @@ def cycles(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
                 todo.extend(graph.get(node, ()))
         return False
 
-    return [(a, b) for a in PACKAGES for b in PACKAGES if a < b and reaches(a, b) and reaches(b, a)]
+    layers = (*PACKAGES, CLI_LAYER)
+    return [(a, b) for a in layers for b in layers if a < b and reaches(a, b) and reaches(b, a)]
 
 
 def test_no_cycle_between_top_level_packages() -> None:
@@ -95,6 +106,8 @@ def test_no_cycle_between_top_level_packages() -> None:
 def test_the_cycle_finder_finds_a_planted_cycle() -> None:
     planted = {"harness.gate": {"reports.html"}, "reports.model": {"harness.record"}}
     assert cycles(package_graph(planted)) == [("harness", "reports")]
+    through_the_cli = {"harness.commands.drill": {"chaos.nemesis"}, "chaos.nemesis": {"harness.cli"}}
+    assert cycles(package_graph(through_the_cli)) == [("chaos", "cli")]
 
 
 def test_no_harness_module_imports_the_report() -> None:
