@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from chaos.proxy import ProxyServerThread
-from chaos.toxiproxy_client import ProxySpec, ToxiproxyClient
+from chaos.toxiproxy_client import ProxySpec, ToxiproxyClient, ToxiproxyError
 from tests.proxy_upstreams import Upstreams, connect, read_to_eof, request_blob, round_trip_s
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
@@ -189,6 +189,21 @@ def test_reset_removes_toxics_and_enables(toxi: ToxiproxyClient, upstreams: Upst
     assert toxi.toxics("p") == []
     with connect(proxy.listen_port) as sock:
         assert round_trip_s(sock) < 0.5
+
+
+def test_the_harness_client_raises_toxiproxys_errors(toxi: ToxiproxyClient, upstreams: Upstreams) -> None:
+    assert toxi.version().startswith("2.")
+    toxi.create_proxy(ProxySpec("p", upstreams.echo))
+    with pytest.raises(ToxiproxyError) as duplicate:
+        toxi.create_proxy(ProxySpec("p", upstreams.echo))
+    assert (duplicate.value.status, duplicate.value.message) == (409, "proxy already exists")
+    with pytest.raises(ToxiproxyError) as unknown:
+        toxi.remove_toxic("p", "nope")
+    assert unknown.value.status == 404
+    [kept] = toxi.populate([ProxySpec("p", upstreams.blob, toxi.proxy("p").listen)])
+    assert kept.upstream == upstreams.blob
+    toxi.delete_proxy("p")
+    assert toxi.proxies() == {}
 
 
 # -- toxics ---------------------------------------------------------------------------------
