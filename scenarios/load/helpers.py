@@ -1,4 +1,5 @@
-"""Helpers of the load suite: `harness load` and plain Locust, each in its own process."""
+"""Helpers of the load suite: `harness load` and plain Locust, each in its own process, and the
+check of what they recorded into the session's own record (so the gate's verdict counts them)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from harness.checker import Expectations, Verdict
+from harness.history import load_history
+from harness.live_check import check_deployment
+from harness.load.merge import merge_histories
+from harness.pytest_plugin import suite_name
+from harness.record import RunWriter
 from harness.stack.base import StackEndpoints
+from harness.stack.readiness import run_sync
 
 HARNESS = Path(sys.executable).parent / "harness"
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,3 +49,15 @@ def target_of(endpoints: StackEndpoints) -> str:
 
 def locust_histories(run_dir: Path) -> list[Path]:
     return sorted((run_dir / "histories").glob("locust-*.jsonl"))
+
+
+def judge_in_session(run_writer: RunWriter, name: str, endpoints: StackEndpoints, load_dir: Path) -> Verdict:
+    """Merges the Locust histories of the load run in `load_dir` into the session's record as the
+    history of test `name`, checks the invariants over it, and records the check there."""
+    merged = merge_histories([load_history(path) for path in locust_histories(load_dir)])
+    path = run_writer.layout.history(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(op.to_json() + "\n" for op in merged.ops), encoding="utf-8")
+    live = run_sync(check_deployment(endpoints, merged, Expectations(waiting=None)), own_thread=True)
+    run_writer.check(name, suite_name(), live.verdict, settled=live.settled, history=path)
+    return live.verdict

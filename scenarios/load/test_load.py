@@ -12,13 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.checker import Expectations
-from harness.live_check import check_deployment
-from harness.load.merge import merge_histories
 from harness.load.slo import read_slo_table
-from harness.record import RunReader
+from harness.record import RunReader, RunWriter
 from harness.stack.base import StackEndpoints
-from harness.stack.readiness import run_sync
 from scenarios.load.helpers import (
     HARNESS,
     LOCUSTFILE,
@@ -26,6 +22,7 @@ from scenarios.load.helpers import (
     RUN_TIMEOUT_S,
     clean_env,
     harness_load,
+    judge_in_session,
     locust_histories,
     target_of,
 )
@@ -33,7 +30,9 @@ from scenarios.load.helpers import (
 pytestmark = [pytest.mark.load, pytest.mark.timeout(240)]
 
 
-def test_a_steady_run_holds_its_slos_and_the_invariants(clean_state: StackEndpoints, run_dir: Path) -> None:
+def test_a_steady_run_holds_its_slos_and_the_invariants(
+    clean_state: StackEndpoints, run_dir: Path, run_writer: RunWriter, request: pytest.FixtureRequest
+) -> None:
     out = run_dir / "loads" / "steady"
     done = harness_load(
         ["--profile", "steady", "--duration", "10", "--target", target_of(clean_state), "--run-dir", str(out)]
@@ -53,9 +52,12 @@ def test_a_steady_run_holds_its_slos_and_the_invariants(clean_state: StackEndpoi
     for name in ("locust.html", "locust_stats.csv", "report.html", "samples.jsonl"):
         assert (out / name).is_file(), name
     assert locust_histories(out)
+    assert judge_in_session(run_writer, request.node.nodeid, clean_state, out).valid == "held"
 
 
-def test_an_slo_out_of_reach_fails_the_run_naming_it(clean_state: StackEndpoints, run_dir: Path) -> None:
+def test_an_slo_out_of_reach_fails_the_run_naming_it(
+    clean_state: StackEndpoints, run_dir: Path, run_writer: RunWriter, request: pytest.FixtureRequest
+) -> None:
     out = run_dir / "loads" / "slo-out-of-reach"
     slo = out.parent / "out-of-reach.toml"
     slo.parent.mkdir(parents=True, exist_ok=True)
@@ -71,10 +73,11 @@ def test_an_slo_out_of_reach_fails_the_run_naming_it(clean_state: StackEndpoints
         next(r for r in results.reasons if "submit_p95_ms < 0.001" in r)
     ]
     assert results.verdict.valid == "held", "only the SLO failed"
+    assert judge_in_session(run_writer, request.node.nodeid, clean_state, out).valid == "held"
 
 
 def test_plain_locust_runs_the_locustfile_and_records_a_checkable_history(
-    clean_state: StackEndpoints, run_dir: Path
+    clean_state: StackEndpoints, run_dir: Path, run_writer: RunWriter, request: pytest.FixtureRequest
 ) -> None:
     out = run_dir / "loads" / "plain-locust"
     args = [
@@ -86,7 +89,7 @@ def test_plain_locust_runs_the_locustfile_and_records_a_checkable_history(
         "-r",
         "5",
         "-t",
-        "8s",
+        "6s",
         "--host",
         clean_state.api_url,
     ]
@@ -103,8 +106,6 @@ def test_plain_locust_runs_the_locustfile_and_records_a_checkable_history(
     stats = (out / "locust_stats.csv").read_text(encoding="utf-8")
     assert "POST,/tasks," in stats
     assert "JOB,submit→terminal simulate success" in stats
-    reader = RunReader(out)
-    merged = merge_histories([history for _, history in reader.histories()])
-    assert merged.completions("submit")
-    live = run_sync(check_deployment(clean_state, merged, Expectations(waiting=None)), own_thread=True)
-    assert live.verdict.valid == "held", live.verdict
+    assert locust_histories(out)
+    verdict = judge_in_session(run_writer, request.node.nodeid, clean_state, out)
+    assert verdict.valid == "held", verdict
