@@ -2,6 +2,7 @@
 
 One proxy per client process and server, named `<client>-<server>` (`api-postgres`,
 `worker-0-rabbitmq`), so a drill can slow or cut one worker's broker link and leave the others.
+A RabbitMQ cluster (RABBIT_URL lists its nodes) gets one per node: `worker-0-rabbitmq-0`, ...
 The proxy runs as a supervised child (`harness proxy --config`): the config file lists every
 link, so a restarted proxy listens on the same ports again (its toxics are gone, as after
 /reset). The harness itself (checker, sampler, recording client) keeps the direct URLs.
@@ -43,10 +44,18 @@ def host_port_of(url: str) -> str:
     return f"{parts.hostname}:{parts.port}"
 
 
+def node_urls(url: str) -> list[str]:
+    """The URLs of a server's nodes: one, or the comma-separated nodes of a cluster."""
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
+def link_servers(server: str, nodes: int) -> list[str]:
+    """The server part of each node's link name: `rabbitmq`, or `rabbitmq-0`... for a cluster."""
+    return [server] if nodes == 1 else [f"{server}-{index}" for index in range(nodes)]
+
+
 def via_proxy(url: str, port: int) -> str:
     """The same URL (user, password, path, query) with its host and port replaced by the proxy's."""
-    if "," in url:
-        raise StackError("a comma-separated list of broker URLs cannot be proxied link by link yet")
     parts = urlsplit(url)
     userinfo, at, _ = parts.netloc.rpartition("@")
     return urlunsplit(parts._replace(netloc=f"{userinfo}{at}127.0.0.1:{port}"))
@@ -94,12 +103,16 @@ class LinkProxy:
         env: dict[str, str] = {}
         fresh: list[Link] = []
         for server, url in self.server_urls.items():
-            link = self.links.get(f"{client}-{server}")
-            if link is None:
-                link = Link(client, server, host_port_of(url), free_port())
-                self.links[link.name] = link
-                fresh.append(link)
-            env[SERVER_URL_VARS[server]] = via_proxy(url, link.listen_port)
+            urls = node_urls(url)
+            proxied = []
+            for node_url, link_server in zip(urls, link_servers(server, len(urls)), strict=True):
+                link = self.links.get(f"{client}-{link_server}")
+                if link is None:
+                    link = Link(client, link_server, host_port_of(node_url), free_port())
+                    self.links[link.name] = link
+                    fresh.append(link)
+                proxied.append(via_proxy(node_url, link.listen_port))
+            env[SERVER_URL_VARS[server]] = ",".join(proxied)
         if fresh and self.process is not None:
             self._write_config()
             with ToxiproxyClient(self.url) as client_api:

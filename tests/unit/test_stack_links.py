@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.stack.base import StackEndpoints, StackError, load_target, render_target_toml
-from harness.stack.links import Link, host_port_of, proxy_requested, via_proxy
+from harness.stack.links import Link, host_port_of, link_servers, node_urls, proxy_requested, via_proxy
 
 pytestmark = pytest.mark.unit
 
@@ -19,8 +19,13 @@ def test_via_proxy_keeps_credentials_path_and_query() -> None:
     )
     assert via_proxy("amqp://guest:guest@localhost:5672/", 7000) == "amqp://guest:guest@127.0.0.1:7000/"
     assert via_proxy("postgresql://127.0.0.1:5432/ast", 1) == "postgresql://127.0.0.1:1/ast"
-    with pytest.raises(StackError):
-        via_proxy("amqp://a:1/,amqp://b:2/", 7000)
+
+
+def test_a_cluster_gets_one_link_per_node() -> None:
+    urls = node_urls("amqp://g:g@127.0.0.1:1/, amqp://g:g@127.0.0.1:2/,amqp://g:g@127.0.0.1:3/")
+    assert urls == ["amqp://g:g@127.0.0.1:1/", "amqp://g:g@127.0.0.1:2/", "amqp://g:g@127.0.0.1:3/"]
+    assert link_servers("rabbitmq", 3) == ["rabbitmq-0", "rabbitmq-1", "rabbitmq-2"]
+    assert link_servers("rabbitmq", 1) == ["rabbitmq"]
 
 
 def test_host_port_of_needs_both() -> None:
