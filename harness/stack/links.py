@@ -6,6 +6,8 @@ A RabbitMQ cluster (RABBIT_URL lists its nodes) gets one per node: `worker-0-rab
 The proxy runs as a supervised child (`harness proxy --config`): the config file lists every
 link, so a restarted proxy listens on the same ports again (its toxics are gone, as after
 /reset). The harness itself (checker, sampler, recording client) keeps the direct URLs.
+The stack speaks to the proxy only through its HTTP API (chaos builds on the harness, not the
+reverse; drills use `chaos.toxiproxy_client`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from chaos.toxiproxy_client import ProxySpec, ToxiproxyClient
 from harness.stack.base import StackError
 from harness.stack.ports import free_port
 from harness.stack.processes import ManagedProcess
@@ -72,8 +73,14 @@ class Link:
     def name(self) -> str:
         return f"{self.client}-{self.server}"
 
-    def spec(self) -> ProxySpec:
-        return ProxySpec(self.name, self.upstream, f"127.0.0.1:{self.listen_port}")
+    def to_json(self) -> dict[str, str | bool]:
+        """The proxy as Toxiproxy's API and config file write it."""
+        return {
+            "name": self.name,
+            "upstream": self.upstream,
+            "listen": f"127.0.0.1:{self.listen_port}",
+            "enabled": True,
+        }
 
 
 class LinkProxy:
@@ -115,14 +122,13 @@ class LinkProxy:
             env[SERVER_URL_VARS[server]] = ",".join(proxied)
         if fresh and self.process is not None:
             self._write_config()
-            with ToxiproxyClient(self.url) as client_api:
-                client_api.populate(link.spec() for link in fresh)
+            answer = httpx.post(f"{self.url}/populate", json=[link.to_json() for link in fresh], timeout=10)
+            if answer.status_code != 201:
+                raise StackError(f"toxiproxy refused new links: {answer.status_code} {answer.text}")
         return env
 
     def _write_config(self) -> None:
-        self.config_file.write_text(
-            json.dumps([link.spec().to_json() for link in self.links.values()], indent=2)
-        )
+        self.config_file.write_text(json.dumps([link.to_json() for link in self.links.values()], indent=2))
 
     async def start(self, timeout: float) -> float:
         """Start the proxy with every link planned so far; ready once each link's proxy is listed."""

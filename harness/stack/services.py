@@ -285,6 +285,10 @@ class ServiceStack:
         with self._lock:
             service = self._new_worker(env)
             service.process.start()
+            if self.link_proxy is not None:
+                # Its links are new proxies: the target file lists them for the drills.
+                self._endpoints = self._make_endpoints()
+                self.target_file.write_text(render_target_toml(self._endpoints))
         run_sync(self._wait_service(service), own_thread=self.own_thread)
         return service.process.name
 

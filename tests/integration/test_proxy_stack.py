@@ -174,3 +174,16 @@ def test_a_killed_proxy_comes_back_with_every_link(stack: LocalStack, toxi: Toxi
         time.sleep(0.1)
     with httpx.Client(base_url=stack.endpoints.api_url, timeout=10) as api:
         wait_completed(api, submit(api, 2))
+
+
+def test_an_added_worker_gets_its_own_links(stack: LocalStack, toxi: ToxiproxyClient) -> None:
+    name = stack.add_worker()
+    try:
+        links = {f"{name}-postgres", f"{name}-rabbitmq"}
+        assert links <= set(toxi.proxies())
+        target_file = stack.endpoints.target_file
+        assert isinstance(target_file, Path)
+        assert links <= set(load_target(target_file).toxiproxy_proxies)
+        wait_consumers(stack.endpoints.management_url, 3, timeout_s=30)
+    finally:
+        stack.remove_worker(name)

@@ -37,7 +37,7 @@ def test_host_port_of_needs_both() -> None:
 def test_a_link_is_named_client_dash_server() -> None:
     link = Link("worker-0", "postgres", "127.0.0.1:5432", 6000)
     assert link.name == "worker-0-postgres"
-    assert link.spec().to_json() == {
+    assert link.to_json() == {
         "name": "worker-0-postgres",
         "upstream": "127.0.0.1:5432",
         "listen": "127.0.0.1:6000",
