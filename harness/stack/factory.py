@@ -14,8 +14,6 @@ from harness.stack.base import StackError, StackProvider
 from harness.stack.target import TargetStack
 
 if TYPE_CHECKING:
-    from harness.stack.docker import DockerStack
-    from harness.stack.local import LocalStack
     from harness.stack.services import ServiceStack
 
 PROVIDERS = ("local", "docker")
@@ -78,27 +76,38 @@ def make_embedded(
     env: Mapping[str, str] | None = None,
     show_progress: bool = True,
     own_thread: bool = False,
+    rabbit_nodes: int = 1,
+    durable: bool = False,
 ) -> ServiceStack:
     """A new embedded stack (`LocalStack` or `DockerStack`), typed for callers that need its
     run dir, logs and process handles (`harness up`, the pytest plugin).
 
     The docker module is imported only when chosen: the local path needs neither the docker SDK
     nor an engine. Each provider keeps its own readiness timeout (docker's allows for image pulls).
+    `rabbit_nodes=3` (a RabbitMQ cluster) and `durable` (crash-safe PostgreSQL) are local only.
     """
-    stack_class: type[LocalStack | DockerStack]
     if check_provider(provider) == "docker":
         from harness.stack.docker import DockerStack
 
-        stack_class = DockerStack
-    else:
-        from harness.stack.local import LocalStack
+        if rabbit_nodes != 1 or durable:
+            raise StackError("--provider docker runs one RabbitMQ node and the default PostgreSQL only")
+        return DockerStack(
+            run_dir,
+            workers=workers,
+            services=services,
+            env=env,
+            show_progress=show_progress,
+            own_thread=own_thread,
+        )
+    from harness.stack.local import LocalStack
 
-        stack_class = LocalStack
-    return stack_class(
+    return LocalStack(
         run_dir,
         workers=workers,
         services=services,
         env=env,
         show_progress=show_progress,
         own_thread=own_thread,
+        rabbit_nodes=rabbit_nodes,
+        durable=durable,
     )
