@@ -88,6 +88,9 @@ def up(
     proxy: Annotated[
         bool, typer.Option("--proxy", help="Every link to PostgreSQL and RabbitMQ through the proxy.")
     ] = False,
+    rabbit_nodes: Annotated[
+        int, typer.Option("--rabbit-nodes", min=1, max=3, help="1, or 3 for a three-node RabbitMQ cluster.")
+    ] = 1,
 ) -> None:
     """Start RabbitMQ, PostgreSQL, the API, N workers and the relay; Ctrl-C stops all.
     \f
@@ -100,8 +103,15 @@ def up(
 
     _check_provider_or_exit(provider)
     overrides = parse_env_overrides(env or [])
+    if rabbit_nodes not in (1, 3) or (rabbit_nodes != 1 and provider.strip().lower() != "local"):
+        raise typer.BadParameter("1, or 3 with the local provider", param_hint="--rabbit-nodes")
     stack = make_embedded(
-        provider, run_dir=run_dir or new_run_dir("up"), workers=workers, services=services, env=overrides
+        provider,
+        run_dir=run_dir or new_run_dir("up"),
+        workers=workers,
+        services=services,
+        env=overrides,
+        rabbit_nodes=rabbit_nodes,
     )
     stack.proxy_requested = proxy or stack.proxy_requested
     try:
