@@ -84,11 +84,13 @@ class ProcessFault:
         if self.action is Action.PAUSE:
             self.process.resume()
             return {"resumed": True}
+        healing = time.monotonic()
         if not self.process.supervised and self.action is not Action.RESTART:
             self.process.start()
         self.process.wait_back(self._pid)
         return {
             "came_back_by_itself": self.process.supervised,
+            "heal_took_s": round(time.monotonic() - healing, 3),
             "back_after_s": round(time.monotonic() - self._injected_at, 3),
             "back_at": time.time(),
             "new_pid": self.process.pid,

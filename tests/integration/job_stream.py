@@ -9,19 +9,22 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
+from chaos.nemesis import Nemesis
 from harness.client import ServiceClient
-from harness.history import History
+from harness.history import FAULT, NEMESIS, History, Operation
 from harness.live_check import check_deployment
 from harness.record import RunWriter
 from harness.stack.base import StackEndpoints
+from harness.stack.local import LocalStack
 from harness.stack.readiness import run_sync
 from harness.verdict import verdict_text
 
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
+T = TypeVar("T")
 
 
 class JobStream:
@@ -94,6 +97,17 @@ class JobStream:
         self._stop.set()
 
 
+def poll(what: str, probe: Callable[[], T | None], timeout_s: float = 90.0, interval_s: float = 0.1) -> T:
+    """Call `probe` until it returns something other than None, bounded; that value."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = probe()
+        if found is not None:
+            return found
+        time.sleep(interval_s)
+    raise AssertionError(f"never {what} within {timeout_s:.0f}s")
+
+
 async def _statuses(dsn: str, task_ids: list[str]) -> dict[str, str]:
     connection = await asyncpg.connect(dsn, timeout=10)
     try:
@@ -129,3 +143,34 @@ def check_invariants(
     live = run_sync(check_deployment(endpoints, history, settle_timeout_s=60), own_thread=True)
     writer.check(name, suite, live.verdict, settled=live.settled, history=history.path)
     assert live.verdict.valid == "held", verdict_text(live.verdict)
+
+
+def fault_ops(history: History) -> list[Operation]:
+    return [op for op in history if op.process == NEMESIS and op.f == FAULT]
+
+
+def run_fault_with_jobs(
+    stack: LocalStack, nemesis: Nemesis, name: str, writer: RunWriter, node_id: str, **params: Any
+) -> Operation:
+    """Jobs flowing, the fault on until the stream made 3 more requests, healed, and 5 more jobs
+    accepted after the heal; then every accepted job must complete."""
+    stream = JobStream(stack.endpoints, nemesis.history, count=400, interval_s=0.2).start()
+    try:
+        stream.wait("5 jobs accepted", lambda: len(stream.accepted) >= 5)
+        with nemesis.fault(name, **params) as active:
+            assert active is not None, f"{name} was skipped"
+            stream.wait_more_attempts(3)
+        stream.wait_more_accepted(5)
+    finally:
+        stream.stop()
+        accepted = stream.join()
+    statuses = wait_all_terminal(stack.endpoints.postgres_dsn, accepted)
+    assert set(statuses.values()) == {"COMPLETED"}, statuses
+    check_invariants(stack.endpoints, nemesis.history, writer, node_id)
+    start, end = fault_ops(nemesis.history)
+    assert start.type == "invoke"
+    assert end.type == "ok"
+    assert end.invoke_index == start.index
+    return end
+
+

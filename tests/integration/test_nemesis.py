@@ -12,18 +12,23 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
 
 from chaos.nemesis import LocalFaults, Nemesis
-from harness.history import FAULT, NEMESIS, History, Operation
+from harness.history import History
 from harness.record import RunWriter
 from harness.stack.local import LocalStack
 from harness.stack.readiness import run_sync
 from harness.stack.reset import reset_service_state
-from tests.integration.job_stream import JobStream, check_invariants, wait_all_terminal
+from tests.integration.job_stream import (
+    JobStream,
+    check_invariants,
+    fault_ops,
+    run_fault_with_jobs,
+    wait_all_terminal,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 ENV = {"RETRY_BASE_MS": "200", "JOB_TIMEOUT_MS": "30000", "SHUTDOWN_GRACE_MS": "5000", "MAX_RETRIES": "3"}
@@ -46,35 +51,6 @@ def nemesis(stack: LocalStack, history: History) -> Nemesis:
     return Nemesis(history, LocalFaults(stack))
 
 
-def fault_ops(history: History) -> list[Operation]:
-    return [op for op in history if op.process == NEMESIS and op.f == FAULT]
-
-
-def _run_with_jobs(
-    stack: LocalStack, nemesis: Nemesis, name: str, writer: RunWriter, node_id: str, **params: Any
-) -> Operation:
-    """Jobs flowing, the fault on until the stream made 3 more requests, healed, and 5 more jobs
-    accepted after the heal; then every accepted job must complete."""
-    stream = JobStream(stack.endpoints, nemesis.history, count=400, interval_s=0.2).start()
-    try:
-        stream.wait("5 jobs accepted", lambda: len(stream.accepted) >= 5)
-        with nemesis.fault(name, **params) as active:
-            assert active is not None, f"{name} was skipped"
-            stream.wait_more_attempts(3)
-        stream.wait_more_accepted(5)
-    finally:
-        stream.stop()
-        accepted = stream.join()
-    statuses = wait_all_terminal(stack.endpoints.postgres_dsn, accepted)
-    assert set(statuses.values()) == {"COMPLETED"}, statuses
-    check_invariants(stack.endpoints, nemesis.history, writer, node_id)
-    start, end = fault_ops(nemesis.history)
-    assert start.type == "invoke"
-    assert end.type == "ok"
-    assert end.invoke_index == start.index
-    return end
-
-
 ACTIONS = ("kill", "stop", "pause", "restart")
 SERVER_FAULTS = [f"{kind}-{action}" for kind in ("broker", "db") for action in ACTIONS]
 SERVICE_FAULTS = [f"{kind}-{action}" for kind in ("api", "relay") for action in ACTIONS]
@@ -84,7 +60,7 @@ SERVICE_FAULTS = [f"{kind}-{action}" for kind in ("api", "relay") for action in 
 def test_server_fault_with_jobs_flowing(
     stack: LocalStack, nemesis: Nemesis, run_writer: RunWriter, request: pytest.FixtureRequest, name: str
 ) -> None:
-    end = _run_with_jobs(stack, nemesis, name, run_writer, request.node.nodeid)
+    end = run_fault_with_jobs(stack, nemesis, name, run_writer, request.node.nodeid)
     assert end.value["target"] in {"postgres", *(n.nodename for n in stack.rabbit_nodes)}
     if not name.endswith("pause"):
         assert end.value["came_back_by_itself"] is False
@@ -95,7 +71,7 @@ def test_server_fault_with_jobs_flowing(
 def test_service_fault_with_jobs_flowing(
     stack: LocalStack, nemesis: Nemesis, run_writer: RunWriter, request: pytest.FixtureRequest, name: str
 ) -> None:
-    end = _run_with_jobs(stack, nemesis, name, run_writer, request.node.nodeid)
+    end = run_fault_with_jobs(stack, nemesis, name, run_writer, request.node.nodeid)
     assert end.value["target"] == name.split("-")[0]
     if name.endswith(("kill", "stop")):
         assert end.value["came_back_by_itself"] is True
@@ -151,7 +127,7 @@ async def _worker_of(dsn: str, task_id: str) -> str:
 def test_one_worker_fault_by_index(
     stack: LocalStack, nemesis: Nemesis, run_writer: RunWriter, request: pytest.FixtureRequest, action: str
 ) -> None:
-    end = _run_with_jobs(stack, nemesis, f"worker-{action}", run_writer, request.node.nodeid, worker=1)
+    end = run_fault_with_jobs(stack, nemesis, f"worker-{action}", run_writer, request.node.nodeid, worker=1)
     assert end.value["target"] == sorted(stack.workers)[1]
 
 
@@ -179,3 +155,17 @@ def test_unknown_fault_is_skipped_and_recorded(nemesis: Nemesis) -> None:
     _, end = fault_ops(nemesis.history)
     assert end.type == "fail"
     assert "cluster" in (end.error or "")
+
+
+async def _setting(dsn: str, name: str) -> str:
+    connection = await asyncpg.connect(dsn, timeout=10)
+    try:
+        return str(await connection.fetchval(f"SHOW {name}"))
+    finally:
+        await connection.close()
+
+
+def test_the_durable_stack_runs_postgresql_crash_safe(stack: LocalStack) -> None:
+    settings = ("fsync", "synchronous_commit", "full_page_writes")
+    dsn = stack.endpoints.postgres_dsn
+    assert [run_sync(_setting(dsn, name), own_thread=True) for name in settings] == ["on", "on", "on"]
