@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 if TYPE_CHECKING:
+    from harness.commands.load_drill import LoadDrill
     from harness.history import History
     from harness.live_check import LiveCheck
     from harness.load.profiles import Profile
@@ -72,6 +73,10 @@ ExpectOption = Annotated[int, typer.Option(min=1, help="Workers the master waits
 WorkerOption = Annotated[bool, typer.Option("--worker", help="Run only a Locust worker.")]
 MasterHostOption = Annotated[str, typer.Option(help="The master a worker joins.")]
 MasterPortOption = Annotated[int, typer.Option(min=1, max=65535, help="The master's port.")]
+DrillOption = Annotated[
+    str | None,
+    typer.Option(help="A nemesis fault (broker-kill, db-restart, worker-kill, ...) a third of the way in."),
+]
 
 
 @dataclass
@@ -87,6 +92,8 @@ class LoadRun:
     master_port: int = DEFAULT_MASTER_PORT
     drain_s: float = 60.0
     target: Path | None = None
+    drill: str | None = None
+    problems: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -106,6 +113,7 @@ def load(
     worker: WorkerOption = False,
     master_host: MasterHostOption = "127.0.0.1",
     master_port: MasterPortOption = DEFAULT_MASTER_PORT,
+    drill: DrillOption = None,
 ) -> None:
     """A Locust run plus the invariant check after it; exit 1 when an SLO or an invariant fails."""
     from harness.record import RunWriter, new_run_dir
@@ -120,7 +128,9 @@ def load(
         raise typer.Exit(run_worker(chosen, run_dir, master_host, master_port))
     out = run_dir.resolve() if run_dir else new_run_dir("load").resolve()
     writer = RunWriter.create(out, "load")
-    run = LoadRun(chosen, thresholds, writer, processes, master, expect_workers, master_port, drain, target)
+    run = LoadRun(
+        chosen, thresholds, writer, processes, master, expect_workers, master_port, drain, target, drill
+    )
     stack = _stack(target, out, workers)
     try:
         passed = run_against(stack, run)
@@ -160,22 +170,48 @@ def _stack(target: Path | None, run_dir: Path, workers: int) -> StackProvider:
 
 
 def run_against(stack: StackProvider, run: LoadRun) -> bool:
-    """Start the stack, load it, check it, judge the SLOs, write the record; True iff all held."""
+    """Start the stack, load it (with the drill's fault, if any), check it, judge the SLOs, write
+    the record; True iff all held."""
     from harness.observe.sampler import Sampler
 
     started = time.monotonic()
     endpoints = stack.start()
-    run.timings["stack_s"] = time.monotonic() - started
+    run.timings["stack_s"] = round(time.monotonic() - started, 3)
+    drill = _drill(stack, run)
     sampler = Sampler(endpoints, run.writer.sample, suite="load").start()
     try:
         rss_before = worker_rss_mb(stack)
-        locust_exit = _timed(run, "load_s", lambda: run_locust(run, endpoints))
+        drill = drill.start() if drill is not None else None
+        try:
+            locust_exit = _timed(run, "load_s", lambda: run_locust(run, endpoints))
+        finally:
+            _finish(drill, run)
         rss_growth = _growth(rss_before, worker_rss_mb(stack))
         merged, live = _timed(run, "check_s", lambda: check_run(run, endpoints))
     finally:
         sampler.stop()
     run.timings["total_s"] = round(time.monotonic() - started, 3)
     return judge(run, merged, live, locust_exit, rss_growth)
+
+
+def _drill(stack: StackProvider, run: LoadRun) -> LoadDrill | None:
+    """The drill of `--drill`, checked before any load: a fault this stack cannot run is a usage error."""
+    if run.drill is None:
+        return None
+    from chaos.nemesis import catalog_for
+    from harness.commands.load_drill import DrillPlan, LoadDrill, check_drill
+
+    why_not = check_drill(stack, run.drill)
+    if why_not is not None:
+        raise typer.BadParameter(f"{run.drill} cannot run here: {why_not}", param_hint="--drill")
+    return LoadDrill(DrillPlan.over(run.drill, run.profile.duration_s), catalog_for(stack), run.writer)
+
+
+def _finish(drill: LoadDrill | None, run: LoadRun) -> None:
+    if drill is not None:
+        drill.finish()
+        if drill.error:
+            run.problems.append(f"drill {drill.error}")
 
 
 def _timed(run: LoadRun, key: str, job: Callable[[], T]) -> T:
@@ -275,16 +311,17 @@ def run_child(args: list[str], env: dict[str, str], log_path: Path, timeout_s: f
                     child.wait()
 
 
-def locust_histories(run_dir: Path) -> list[History]:
-    """The history of every Locust process of the run (`histories/locust-*.jsonl`)."""
+def run_histories(run_dir: Path) -> list[History]:
+    """The history of every Locust process of the run (`histories/locust-*.jsonl`), and the
+    nemesis's when a drill ran (`histories/nemesis-*.jsonl`)."""
     from harness.record import RunReader
 
     reader = RunReader(run_dir)
-    return [history for path, history in reader.histories() if path.name.startswith("locust-")]
+    return [h for path, h in reader.histories() if path.name.startswith(("locust-", "nemesis-"))]
 
 
 def check_run(run: LoadRun, endpoints: StackEndpoints) -> tuple[History, LiveCheck]:
-    """The invariant check over the merged histories of every Locust process, after the drain.
+    """The invariant check over the merged histories of the run, after the drain.
 
     Tasks may be left WAITING_FOR_EVENT: a user stopped by the end of the run before it sent
     the event leaves its task waiting, which the contract allows."""
@@ -293,7 +330,7 @@ def check_run(run: LoadRun, endpoints: StackEndpoints) -> tuple[History, LiveChe
     from harness.load.merge import merge_histories
     from harness.stack.readiness import run_sync
 
-    merged = merge_histories(locust_histories(run.writer.root))
+    merged = merge_histories(run_histories(run.writer.root))
     check = check_deployment(endpoints, merged, Expectations(waiting=None), settle_timeout_s=run.drain_s)
     return merged, run_sync(check)
 
@@ -332,7 +369,7 @@ def judge(run: LoadRun, merged: History, live: LiveCheck, locust_exit: int, rss_
     slos = evaluate(run.thresholds, metrics)
     write_slo_table(run.writer.root / SLO_TABLE, run.profile.name, slos, metrics)
     run.writer.check("load", "load", live.verdict, settled=live.settled)
-    reasons = failure_reasons(slos, live, locust_exit, len(merged))
+    reasons = run.problems + failure_reasons(slos, live, locust_exit, len(merged))
     results = RunResults(
         kind="load",
         passed=not reasons,

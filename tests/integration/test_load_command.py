@@ -108,3 +108,22 @@ def test_a_distributed_run_master_and_two_workers(clean_state: StackEndpoints, r
     assert results is not None
     assert results.passed
     assert results.verdict.valid == "held"
+
+
+def test_a_drill_during_the_load_is_in_the_record_and_judged(tmp_path: Path) -> None:
+    out = tmp_path / "drill"
+    args = ["--duration", "12", "--drill", "worker-kill", "--run-dir", str(out)]
+    done = harness_load(args, timeout_s=240)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    windows = RunReader(out).fault_windows()
+    assert [(w.name, w.healed) for w in windows] == [("worker-kill", True)]
+    results = RunReader(out).results()
+    assert results is not None
+    assert results.verdict.valid == "held"
+    assert not _children_named(str(out))
+
+
+def test_a_drill_the_stack_cannot_run_is_refused_naming_why(tmp_path: Path) -> None:
+    done = harness_load(["--duration", "5", "--drill", "no-such-fault", "--run-dir", str(tmp_path / "x")])
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "no-such-fault cannot run here" in done.stdout + done.stderr

@@ -212,3 +212,10 @@ def test_queue_depth_max_sums_job_and_retry_queues_but_not_the_dlq() -> None:
     assert metrics["accepted"] == 1
     assert metrics["worker_rss_growth_mb"] is None
     assert metrics["complete_p95_s"] is None
+
+
+def test_a_drill_is_injected_a_third_of_the_way_in_and_held_at_most_ten_seconds() -> None:
+    from harness.commands.load_drill import DrillPlan
+
+    assert DrillPlan.over("broker-kill", 60) == DrillPlan("broker-kill", 20, 10)
+    assert DrillPlan.over("worker-kill", 12) == DrillPlan("worker-kill", 4, 4)
