@@ -55,6 +55,9 @@ DEFAULT_MASTER_PORT = 5557
 ProfileOption = Annotated[str, typer.Option(help="Load profile: steady, spike or soak.")]
 UsersOption = Annotated[int | None, typer.Option(min=1, help="Users (default: the profile's).")]
 SpawnOption = Annotated[float | None, typer.Option(min=0.1, help="Users started per second.")]
+JobMsOption = Annotated[
+    str | None, typer.Option(help="Simulate jobs' duration, MIN-MAX ms (default: the profile's, 20-200).")
+]
 DurationOption = Annotated[
     float | None, typer.Option(min=1, help="Seconds of load (default: the profile's).")
 ]
@@ -102,6 +105,7 @@ def load(
     users: UsersOption = None,
     spawn_rate: SpawnOption = None,
     duration: DurationOption = None,
+    job_ms: JobMsOption = None,
     processes: ProcessesOption = 0,
     target: TargetOption = None,
     slo: SloOption = None,
@@ -118,7 +122,7 @@ def load(
     """A Locust run plus the invariant check after it; exit 1 when an SLO or an invariant fails."""
     from harness.record import RunWriter, new_run_dir
 
-    chosen = _profile(profile, users, spawn_rate, duration)
+    chosen = _profile(profile, users, spawn_rate, duration, job_ms)
     thresholds = _thresholds(chosen.name, slo)
     if master and processes:
         raise typer.BadParameter(
@@ -139,14 +143,20 @@ def load(
     raise typer.Exit(0 if passed else 1)
 
 
-def _profile(name: str, users: int | None, spawn_rate: float | None, duration: float | None) -> Profile:
-    from harness.load.profiles import profile_named
+def _profile(
+    name: str, users: int | None, spawn_rate: float | None, duration: float | None, job_ms: str | None
+) -> Profile:
+    from harness.load.profiles import parse_job_ms, profile_named
 
     try:
         chosen = profile_named(name)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--profile") from exc
-    return chosen.with_overrides(users=users, spawn_rate=spawn_rate, duration_s=duration)
+    try:
+        bounds = parse_job_ms(job_ms) if job_ms else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--job-ms") from exc
+    return chosen.with_overrides(users=users, spawn_rate=spawn_rate, duration_s=duration, job_ms=bounds)
 
 
 def _thresholds(profile: str, slo_file: Path | None) -> tuple[Threshold, ...]:

@@ -19,6 +19,7 @@ DURATION_ENV = "LOAD_DURATION"
 SHAPE_ENV = "LOAD_SHAPE"
 REPO_URL_ENV = "LOAD_REPO_URL"
 TOKEN_ENV = "LOAD_API_TOKEN"
+JOB_MS_ENV = "LOAD_JOB_MS"
 
 
 @dataclass(frozen=True)
@@ -55,13 +56,19 @@ class Profile:
         return self.users / self.pace_s
 
     def with_overrides(
-        self, *, users: int | None = None, spawn_rate: float | None = None, duration_s: float | None = None
+        self,
+        *,
+        users: int | None = None,
+        spawn_rate: float | None = None,
+        duration_s: float | None = None,
+        job_ms: tuple[int, int] | None = None,
     ) -> Profile:
         return replace(
             self,
             users=self.users if users is None else users,
             spawn_rate=self.spawn_rate if spawn_rate is None else spawn_rate,
             duration_s=self.duration_s if duration_s is None else duration_s,
+            job_ms=self.job_ms if job_ms is None else job_ms,
         )
 
     def to_env(self) -> dict[str, str]:
@@ -70,6 +77,7 @@ class Profile:
             USERS_ENV: str(self.users),
             SPAWN_RATE_ENV: str(self.spawn_rate),
             DURATION_ENV: str(self.duration_s),
+            JOB_MS_ENV: f"{self.job_ms[0]}-{self.job_ms[1]}",
         }
 
 
@@ -100,4 +108,17 @@ def from_env(environ: Mapping[str, str] = os.environ) -> Profile:
         users=int(users) if users is not None else None,
         spawn_rate=number(SPAWN_RATE_ENV),
         duration_s=number(DURATION_ENV),
+        job_ms=parse_job_ms(environ[JOB_MS_ENV]) if environ.get(JOB_MS_ENV) else None,
     )
+
+
+def parse_job_ms(text: str) -> tuple[int, int]:
+    """`MIN-MAX` milliseconds of a simulate job (`50` alone: always 50); ValueError otherwise."""
+    low, _, high = text.partition("-")
+    try:
+        bounds = (int(low), int(high or low))
+    except ValueError:
+        raise ValueError(f"job duration {text!r}: expected MIN-MAX milliseconds, e.g. 20-200") from None
+    if not 0 <= bounds[0] <= bounds[1]:
+        raise ValueError(f"job duration {text!r}: expected 0 <= MIN <= MAX")
+    return bounds

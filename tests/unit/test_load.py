@@ -219,3 +219,15 @@ def test_a_drill_is_injected_a_third_of_the_way_in_and_held_at_most_ten_seconds(
 
     assert DrillPlan.over("broker-kill", 60) == DrillPlan("broker-kill", 20, 10)
     assert DrillPlan.over("worker-kill", 12) == DrillPlan("worker-kill", 4, 4)
+
+
+def test_job_durations_are_min_max_milliseconds() -> None:
+    from harness.load.profiles import parse_job_ms
+
+    assert parse_job_ms("0-10") == (0, 10)
+    assert parse_job_ms("50") == (50, 50)
+    for bad in ("10-5", "fast", "-3"):
+        with pytest.raises(ValueError, match="job duration"):
+            parse_job_ms(bad)
+    chosen = profile_named("steady").with_overrides(job_ms=(0, 5))
+    assert from_env(chosen.to_env()).job_ms == (0, 5)
