@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8080, ge=0, le=65535)
     api_tokens: Annotated[list[str], NoDecode] = Field(default_factory=list)
     api_max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    stream_max_seconds: int = Field(default=300, ge=1, le=86_400)
+    stream_max_per_client: int = Field(default=20, ge=1, le=10_000)
     relay_in_api: bool = True
     relay_batch_size: int = Field(default=100, ge=1, le=10_000)
     relay_poll_ms: int = Field(default=200, ge=10, le=60_000)

@@ -27,6 +27,10 @@ LIST_TASKS = """SELECT * FROM tasks
       AND ($3::timestamptz IS NULL OR (created_at, task_id) > ($3, $4::uuid))
     ORDER BY created_at, task_id
     LIMIT $5"""
+CHANGED_TASKS = """SELECT w.task_id AS watched_id, t.*
+    FROM unnest($1::uuid[], $2::bigint[]) AS w(task_id, version)
+    LEFT JOIN tasks t ON t.task_id = w.task_id
+    WHERE t.task_id IS NULL OR t.version <> w.version"""
 
 
 async def list_tasks(
@@ -47,3 +51,12 @@ async def counts_by_status(conn: Conn) -> dict[str, int]:
 async def fetch_task(conn: Conn, task_id: uuid.UUID) -> asyncpg.Record | None:
     row: asyncpg.Record | None = await conn.fetchrow(TASK_BY_ID, task_id)
     return row
+
+
+async def changed_tasks(
+    conn: Conn, versions: dict[uuid.UUID, int]
+) -> list[tuple[uuid.UUID, asyncpg.Record | None]]:
+    """Of the tasks in `versions` (task id -> last version seen), the rows whose version differs,
+    and None for those that no longer exist: one query, however many tasks are watched."""
+    rows = await conn.fetch(CHANGED_TASKS, list(versions), list(versions.values()))
+    return [(row["watched_id"], row if row["task_id"] is not None else None) for row in rows]

@@ -6,7 +6,7 @@ import hashlib
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import ValidationError
 from sse_starlette import EventSourceResponse
 
@@ -16,7 +16,8 @@ from service.api.deps import ACQUIRE_TIMEOUT_S, AppSettings, Metrics, Pool, Task
 from service.api.errors import ApiError, task_not_found, validation_details
 from service.api.json_body import StrictJsonRoute
 from service.api.schemas import Task, TaskAccepted, TaskEvent, TaskEvents, TaskPage, TaskSubmit
-from service.api.stream import task_updates
+from service.api.stream import TaskStreams, too_many_streams
+from service.api.stream_slots import StreamsExhausted
 from service.db.tasks import (
     IllegalMove,
     NewTask,
@@ -136,13 +137,23 @@ async def get_task_events(task_id: TaskId, pool: Pool) -> TaskEvents:
 
 
 @router.get("/tasks/{task_id}/stream", response_class=EventSourceResponse)
-async def stream_task(task_id: TaskId, pool: Pool) -> EventSourceResponse:
-    """Server-Sent Events: `status` or `progress` with the task as data, until a terminal status."""
-    async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
-        row = await queries.fetch_task(conn, task_id)
-    if row is None:
-        raise task_not_found(task_id)
-    return EventSourceResponse(task_updates(pool, row), ping=15)
+async def stream_task(task_id: TaskId, request: Request, pool: Pool) -> Response:
+    """Server-Sent Events: `status` or `progress` with the task as data, until a terminal status or
+    the stream's lifetime (then `retry:`, and the client reconnects); 429 over the client's streams."""
+    streams = TaskStreams.of(request)
+    try:
+        slot = streams.take_slot(request)
+    except StreamsExhausted as full:
+        return too_many_streams(full)
+    try:
+        async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
+            row = await queries.fetch_task(conn, task_id)
+        if row is None:
+            raise task_not_found(task_id)
+    except BaseException:
+        slot.release()
+        raise
+    return streams.respond(row, slot)
 
 
 @router.post("/tasks/{task_id}/cancel", status_code=202, response_model=Task)
