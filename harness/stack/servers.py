@@ -115,7 +115,7 @@ class LocalServers:
 
     @property
     def faults(self) -> tuple[str, ...]:
-        return CLUSTER_FAULTS if self.cluster is not None else LOCAL_FAULTS
+        return CLUSTER_FAULTS if self.rabbit_node_count > 1 else LOCAL_FAULTS
 
     def _both(self) -> tuple[RabbitNode, PostgresCluster]:
         if self.rabbit is None or self.postgres is None:
