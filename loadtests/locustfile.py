@@ -41,7 +41,7 @@ def _shape_class(name: str) -> type[LoadTestShape]:
     plan = shapes.stages_for(replace(PROFILE, name=name))
 
     def tick(self: LoadTestShape) -> tuple[int, float] | None:
-        return shapes.tick(plan, self.get_run_time())
+        return shapes.tick(plan, self.get_run_time())  # type: ignore[no-untyped-call]  # Locust's
 
     return type(name, (LoadTestShape,), {"tick": tick, "__doc__": f"The {name} load shape ({plan})."})
 
@@ -50,6 +50,8 @@ if os.environ.get(SHAPE_ENV):
     Shape = _shape_class(os.environ[SHAPE_ENV])
 
 
-@events.quitting.add_listener
 def _close_history(environment: Any, **_: Any) -> None:
     RECORDER.close()
+
+
+events.quitting.add_listener(_close_history)  # type: ignore[no-untyped-call]  # Locust's

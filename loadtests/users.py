@@ -17,6 +17,7 @@ import random
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,8 @@ class ProcessHistory:
 RECORDER = ProcessHistory()
 _user_numbers = itertools.count(1)
 _last_replay = [0.0]
+DEAD_LETTERED: deque[str] = deque(maxlen=1000)
+REPLAY_BATCH = 20
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,11 @@ class Answer:
     @property
     def status(self) -> str | None:
         return str(self.body["status"]) if isinstance(self.body, dict) and self.body.get("status") else None
+
+    @property
+    def error_code(self) -> str | None:
+        error = self.body.get("error") if isinstance(self.body, dict) else None
+        return str(error.get("code")) if isinstance(error, dict) else None
 
 
 def _decode(response: Any) -> Any:
@@ -160,14 +168,17 @@ class ServiceUser(FastHttpUser):
     ) -> str | None:
         """Polls the task until its status is in `until`; a terminal one is reported to Locust as
         `JOB submit→terminal <label>`, so the time shows in its statistics, CSV and HTML report."""
-        interval, status = 0.2, None
+        interval, answer = 0.2, Answer(None, None)
         deadline = started + self.profile.follow_timeout_s
         while time.perf_counter() < deadline:
-            status = self.call("GET", f"/tasks/{task_id}", name=TASK_NAME).status
-            if status in until:
+            answer = self.call("GET", f"/tasks/{task_id}", name=TASK_NAME)
+            if answer.status in until:
                 break
             time.sleep(interval)
             interval = min(interval * 1.5, 2.0)
+        status = answer.status
+        if status == "FAILED" and answer.error_code == "RETRIES_EXHAUSTED":
+            DEAD_LETTERED.append(task_id)
         if until is TERMINAL:
             self.environment.events.request.fire(
                 request_type="JOB",
@@ -237,13 +248,18 @@ class ServiceUser(FastHttpUser):
             self.follow(impact.task_id, started, "initialize_impact_analysis")
 
     def operate(self) -> None:
-        """Now and then (once per `replay_every_s` in this process) replay the DLQ and read the queues."""
+        """Now and then (once per `replay_every_s` in this process) replay the dead letters this
+        process saw and read the queues. Each is replayed once: replaying the whole DLQ every time
+        would replay the replays too (a job built to exhaust its retries fails again), and the
+        load would grow with the run's length."""
         now = time.monotonic()
         if now - _last_replay[0] < self.profile.replay_every_s:
             self.run_job()
             return
         _last_replay[0] = now
-        self.call("POST", "/dlq/replay", body={})
+        task_ids = [DEAD_LETTERED.popleft() for _ in range(min(len(DEAD_LETTERED), REPLAY_BATCH))]
+        if task_ids:
+            self.call("POST", "/dlq/replay", body={"taskIds": task_ids})
         self.call("GET", "/queues")
 
     @task
