@@ -233,6 +233,9 @@ def _timed(run: LoadRun, key: str, job: Callable[[], T]) -> T:
 
 
 def locust_env(run: LoadRun, endpoints: StackEndpoints) -> dict[str, str]:
+    """The profile, the run directory and the API token for Locust's processes. The repository
+    jobs clone a small local repository built here, on the embedded stack only (it allows local
+    repositories); against a target they run only when LOAD_REPO_URL names a repository it can clone."""
     import os
 
     from harness.load.profiles import REPO_URL_ENV, SHAPE_ENV, TOKEN_ENV
@@ -245,11 +248,13 @@ def locust_env(run: LoadRun, endpoints: StackEndpoints) -> dict[str, str]:
         RUN_DIR_ENV: str(run.writer.root),
     }
     env[TOKEN_ENV] = endpoints.api_token
-    if endpoints.target_file is None or REPO_URL_ENV not in env:
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            from harness.load.repo import build_load_repo
+    if run.target is None and not env.get(REPO_URL_ENV):
+        from harness.load.repo import build_load_repo
 
-            env.setdefault(REPO_URL_ENV, str(build_load_repo(run.writer.root / "repo")))
+        try:
+            env[REPO_URL_ENV] = str(build_load_repo(run.writer.root / "repo"))
+        except (OSError, subprocess.SubprocessError) as exc:
+            run.problems.append(f"no repository jobs: the local repository could not be built ({exc})")
     return env
 
 
