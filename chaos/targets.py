@@ -22,6 +22,7 @@ from harness.stack.readiness import http_ok, poll_until_ready, run_sync
 from harness.stack.services import ServiceProcess, ServiceStack
 
 BACK_TIMEOUT_S = 90.0
+RA_SAVE_TIMEOUT_S = 10.0
 
 
 class ProcessTarget(Protocol):
@@ -72,6 +73,11 @@ class RabbitTarget:
         return self.node.server.pid
 
     def kill(self) -> None:
+        """SIGKILL, once Ra has saved its quorum queues' registrations (bounded): a kill before
+        that loses the queue for good on 3.10, which would blame the service for RabbitMQ."""
+        deadline = time.monotonic() + RA_SAVE_TIMEOUT_S
+        while not self.node.quorum_registrations_saved() and time.monotonic() < deadline:
+            time.sleep(0.05)
         self.node.kill()
 
     def stop(self) -> int | None:
