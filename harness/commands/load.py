@@ -130,6 +130,8 @@ def load(
         )
     if worker:
         raise typer.Exit(run_worker(chosen, run_dir, master_host, master_port))
+    if drill is not None and target is None:
+        _known_on_embedded(drill)
     out = run_dir.resolve() if run_dir else new_run_dir("load").resolve()
     writer = RunWriter.create(out, "load")
     run = LoadRun(
@@ -215,6 +217,18 @@ def _drill(stack: StackProvider, run: LoadRun) -> LoadDrill | None:
     if why_not is not None:
         raise typer.BadParameter(f"{run.drill} cannot run here: {why_not}", param_hint="--drill")
     return LoadDrill(DrillPlan.over(run.drill, run.profile.duration_s), catalog_for(stack), run.writer)
+
+
+def _known_on_embedded(name: str) -> None:
+    """A fault the embedded stack has no such thing for is refused before the stack starts."""
+    from harness.commands.load_drill import embedded_fault_names
+
+    known = embedded_fault_names()
+    if name not in known:
+        choices = ", ".join(sorted(known))
+        raise typer.BadParameter(
+            f"{name} cannot run here: the embedded stack's faults are {choices}", param_hint="--drill"
+        )
 
 
 def _finish(drill: LoadDrill | None, run: LoadRun) -> None:

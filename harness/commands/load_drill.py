@@ -14,7 +14,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from chaos.nemesis import FaultCatalog, FaultSkipped, Nemesis, catalog_for
+from chaos.faults import Action
+from chaos.nemesis import KINDS, SPECIAL, FaultCatalog, FaultSkipped, Nemesis, catalog_for
 from harness.record import RunWriter
 from harness.stack.base import StackProvider
 
@@ -32,6 +33,11 @@ class DrillPlan:
     def over(cls, name: str, duration_s: float) -> DrillPlan:
         """Injected a third of the way in, healed after a third of the run (at most MAX_HOLD_S)."""
         return cls(name, duration_s * START_SHARE, min(duration_s * START_SHARE, MAX_HOLD_S))
+
+
+def embedded_fault_names() -> frozenset[str]:
+    """Every fault name the nemesis knows on the embedded stack (`<kind>-<action>` and the special ones)."""
+    return frozenset({f"{kind}-{action.value}" for kind in KINDS for action in Action} | set(SPECIAL))
 
 
 def check_drill(stack: StackProvider, name: str) -> str | None:
