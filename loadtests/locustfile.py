@@ -9,6 +9,9 @@ Plain Locust runs it as Locust users expect, web UI or headless:
 the matching `LoadTestShape` is defined, and Locust follows it instead of -u/-r/-t. The profile
 (`LOAD_PROFILE`, `LOAD_USERS`, ...) chooses the workload; see loadtests/profiles.py.
 
+With `--slo FILE` (the SLO file of `harness load`), Locust judges the SLOs it measures itself when
+it quits and exits 1 naming each that failed (loadtests/slo_gate.py).
+
 Every request is recorded in `histories/locust-<pid>.jsonl` of the run directory named by
 `HARNESS_RUN_DIR` (a new `reports/out/<ts>-load/` when unset), so the invariant checker can judge
 the run like any other: `harness load` does so after every run.
@@ -26,7 +29,7 @@ from locust import LoadTestShape, events
 
 from harness.load.profiles import SHAPE_ENV
 from harness.record import RUN_DIR_ENV
-from loadtests import shapes
+from loadtests import shapes, slo_gate
 from loadtests.users import PROFILE, RECORDER, ServiceUser
 
 __all__ = ["ServiceUser"]
@@ -55,3 +58,5 @@ def _close_history(environment: Any, **_: Any) -> None:
 
 
 events.quitting.add_listener(_close_history)  # type: ignore[no-untyped-call]  # Locust's
+events.quitting.add_listener(slo_gate.judge_on_quit)  # type: ignore[no-untyped-call]
+events.init_command_line_parser.add_listener(slo_gate.add_arguments)  # type: ignore[no-untyped-call]

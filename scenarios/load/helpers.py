@@ -61,3 +61,17 @@ def judge_in_session(run_writer: RunWriter, name: str, endpoints: StackEndpoints
     live = run_sync(check_deployment(endpoints, merged, Expectations(waiting=None)), own_thread=True)
     run_writer.check(name, suite_name(), live.verdict, settled=live.settled, history=path)
     return live.verdict
+
+
+def plain_locust(api_url: str, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`locust -f loadtests/locustfile.py --headless -u 20 -r 5 -t 6s --host API` as a user types it."""
+    args = f"-f {LOCUSTFILE} --headless -u 20 -r 5 -t 6s --host {api_url} --csv {out / 'locust'}".split()
+    return subprocess.run(
+        [str(HARNESS.with_name("locust")), *args, *extra],
+        cwd=ROOT,
+        env=clean_env() | {"HARNESS_RUN_DIR": str(out)},
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        check=False,
+    )

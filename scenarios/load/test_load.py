@@ -7,7 +7,6 @@ with its default minute, `spike` and `soak` run on demand.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,14 +15,10 @@ from harness.load.slo import read_slo_table
 from harness.record import RunReader, RunWriter
 from harness.stack.base import StackEndpoints
 from scenarios.load.helpers import (
-    HARNESS,
-    LOCUSTFILE,
-    ROOT,
-    RUN_TIMEOUT_S,
-    clean_env,
     harness_load,
     judge_in_session,
     locust_histories,
+    plain_locust,
     target_of,
 )
 
@@ -80,29 +75,12 @@ def test_plain_locust_runs_the_locustfile_and_records_a_checkable_history(
     clean_state: StackEndpoints, run_dir: Path, run_writer: RunWriter, request: pytest.FixtureRequest
 ) -> None:
     out = run_dir / "loads" / "plain-locust"
-    args = [
-        "-f",
-        str(LOCUSTFILE),
-        "--headless",
-        "-u",
-        "20",
-        "-r",
-        "5",
-        "-t",
-        "6s",
-        "--host",
-        clean_state.api_url,
-    ]
-    done = subprocess.run(
-        [str(HARNESS.with_name("locust")), *args, "--csv", str(out / "locust")],
-        cwd=ROOT,
-        env=clean_env() | {"HARNESS_RUN_DIR": str(out)},
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_S,
-        check=False,
-    )
+    slo = out.parent / "plain-locust-slo.toml"
+    slo.parent.mkdir(parents=True, exist_ok=True)
+    slo.write_text('[steady]\nsubmit_p95_ms = "< 5000"\n', encoding="utf-8")
+    done = plain_locust(clean_state.api_url, out, "--slo", str(slo))
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "SLO submit_p95_ms < 5000 PASSED" in done.stderr, "Locust judged the SLOs it measures when it quit"
     stats = (out / "locust_stats.csv").read_text(encoding="utf-8")
     assert "POST,/tasks," in stats
     assert "JOB,submit→terminal simulate success" in stats

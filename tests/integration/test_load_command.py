@@ -22,6 +22,7 @@ from scenarios.load.helpers import (
     clean_env,
     harness_load,
     locust_histories,
+    plain_locust,
     target_of,
 )
 
@@ -127,3 +128,13 @@ def test_a_drill_the_stack_cannot_run_is_refused_naming_why(tmp_path: Path) -> N
     done = harness_load(["--duration", "5", "--drill", "no-such-fault", "--run-dir", str(tmp_path / "x")])
     assert done.returncode == 2, done.stdout + done.stderr
     assert "no-such-fault cannot run here" in done.stdout + done.stderr
+
+
+def test_plain_locust_with_an_slo_out_of_reach_exits_1_naming_it(
+    clean_state: StackEndpoints, tmp_path: Path
+) -> None:
+    slo = tmp_path / "out-of-reach.toml"
+    slo.write_text('[steady]\nsubmit_p95_ms = "< 0.001"\n', encoding="utf-8")
+    done = plain_locust(clean_state.api_url, tmp_path / "plain", "--slo", str(slo))
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "SLO submit_p95_ms < 0.001 FAILED" in done.stderr
