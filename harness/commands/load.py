@@ -49,6 +49,7 @@ LOAD_ENV = {
 LOCUST_GRACE_S = 60.0
 STOP_TIMEOUT_S = 2  # seconds users get to finish their iteration; then in-flight calls stay open (info)
 SLO_TABLE = "slo.json"
+WORKERS_MAX_WAIT_S = 60  # a master whose workers never come gives up instead of waiting forever
 T = TypeVar("T")
 DEFAULT_MASTER_PORT = 5557
 
@@ -121,6 +122,7 @@ def load(
 ) -> None:
     """A Locust run plus the invariant check after it; exit 1 when an SLO or an invariant fails."""
     from harness.record import RunWriter, new_run_dir
+    from harness.stack.base import StackError
 
     chosen = _profile(profile, users, spawn_rate, duration, job_ms)
     thresholds = _thresholds(chosen.name, slo)
@@ -140,6 +142,9 @@ def load(
     stack = _stack(target, out, workers)
     try:
         passed = run_against(stack, run)
+    except StackError as exc:
+        typer.echo(f"the stack failed: {exc}", err=True)
+        passed = False
     finally:
         stack.stop()
     raise typer.Exit(0 if passed else 1)
@@ -287,6 +292,8 @@ def locust_args(run: LoadRun, api_url: str) -> list[str]:
             str(run.expect_workers),
             "--master-bind-port",
             str(run.master_port),
+            "--expect-workers-max-wait",
+            str(WORKERS_MAX_WAIT_S),
         ]
     return args
 
@@ -297,7 +304,7 @@ def run_locust(run: LoadRun, endpoints: StackEndpoints) -> int:
         locust_args(run, endpoints.api_url),
         locust_env(run, endpoints),
         run.writer.root / "logs" / "locust.log",
-        run.profile.duration_s + LOCUST_GRACE_S,
+        run.profile.duration_s + LOCUST_GRACE_S + (WORKERS_MAX_WAIT_S if run.master else 0),
     )
 
 
