@@ -93,6 +93,8 @@ LOCAL_FAULTS = (
 
 
 CLUSTER_FAULTS = (*LOCAL_FAULTS, "broker-node-loss")
+NETWORK_FAULTS = ("broker-partition", "db-latency", "slow-network")
+"""Drills through the Toxiproxy API: they work only where every link goes through a proxy."""
 
 
 class LocalServers:

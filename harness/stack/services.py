@@ -37,7 +37,7 @@ from harness.stack.links import LinkProxy, proxy_requested
 from harness.stack.ports import free_port
 from harness.stack.processes import ManagedProcess, kill_all_processes, run_checked
 from harness.stack.readiness import http_ok, poll_until_ready, run_sync
-from harness.stack.servers import Servers
+from harness.stack.servers import NETWORK_FAULTS, Servers
 
 SERVICE_BIN = Path(sys.executable).parent
 
@@ -273,7 +273,7 @@ class ServiceStack:
             target_file=self.target_file,
             toxiproxy_url=self.link_proxy.url if self.link_proxy is not None else None,
             toxiproxy_proxies=self.link_proxy.names if self.link_proxy is not None else (),
-            faults_allowed=self.servers.faults,
+            faults_allowed=self.servers.faults + (NETWORK_FAULTS if self.link_proxy is not None else ()),
             reset_allowed=True,
         )
 

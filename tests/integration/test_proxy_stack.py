@@ -105,6 +105,7 @@ def test_every_link_has_its_proxy_in_the_target_file(stack: LocalStack, toxi: To
     expected = {f"{client}-{server}" for client in CLIENTS for server in ("postgres", "rabbitmq")}
     assert set(target.toxiproxy_proxies) == expected
     assert target.toxiproxy_url == stack.endpoints.toxiproxy_url
+    assert {"broker-partition", "db-latency", "slow-network"} <= set(target.faults_allowed)
     proxies = toxi.proxies()
     assert set(proxies) == expected
     assert all(
