@@ -1,4 +1,9 @@
-"""The asyncpg pool, with JSON codecs so jsonb columns read and write Python values."""
+"""The asyncpg pool, with JSON codecs so jsonb columns read and write Python values.
+
+Every session commits synchronously (`synchronous_commit = on`, a per-session setting), whatever
+the server's default: a task is answered 202, and a message acknowledged, only once its commit is
+on disk, so a database crash cannot take back what the service already promised.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +18,17 @@ async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
         await conn.set_type_codec(type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+DURABLE_SESSION: dict[str, str] = {"synchronous_commit": "on"}
+
+
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool[Any]:
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=30
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        command_timeout=30,
+        server_settings=DURABLE_SESSION,
     )
     assert pool is not None
     return pool
