@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from harness.commands.check import check
+from harness.commands.drill import drill
 from harness.commands.gate import gate
 from harness.commands.load import load
 from harness.commands.proxy import proxy
@@ -138,6 +139,7 @@ def up(
 
 
 app.command()(check)
+app.command()(drill)
 app.command()(gate)
 app.command()(load)
 app.command()(proxy)
