@@ -249,8 +249,11 @@ class TaskLifecycle:
         await db.enqueue_event(conn, failed, "task.failed")
         await db.mark_message_done(conn, message_id, task["task_id"], self.worker_id, "failed")
 
-    async def hand_back(self, task_id: uuid.UUID, message_id: str | None) -> bool:
-        """Shutdown past the grace period: PENDING again with a fresh job message, the old one acked."""
+    async def hand_back(
+        self, task_id: uuid.UUID, message_id: str | None, reason: str = "handed back: worker shutting down"
+    ) -> bool:
+        """PENDING again with a fresh job message, the old one acked: on shutdown past the grace
+        period, or when an outage of PostgreSQL or RabbitMQ interrupted the job (no retry spent)."""
         async with self._pool.acquire() as conn, conn.transaction():
             task = await self._owned(conn, task_id)
             if task is None:
@@ -260,7 +263,7 @@ class TaskLifecycle:
                 task,
                 Status.PENDING,
                 worker_id=self.worker_id,
-                message="handed back: worker shutting down",
+                message=reason,
                 locked_by=None,
                 lease_until=None,
                 state="handed back",

@@ -16,6 +16,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aio_pika
+import aiormq
 import asyncpg
 from aio_pika.abc import AbstractIncomingMessage
 
@@ -23,6 +25,7 @@ from service.broker.topology import JOB_QUEUES, retry_delay_ms
 from service.config import Settings
 from service.driver_errors import DATABASE_ERRORS, REFUSED_VALUE_ERRORS
 from service.errors import (
+    InfrastructureError,
     RetryableJobError,
     TaskCancelled,
     TaskNotRunnable,
@@ -46,6 +49,15 @@ T = TypeVar("T")
 DeadLetter = Callable[[AbstractIncomingMessage, str], Awaitable[None]]
 _DB_ERRORS = DATABASE_ERRORS
 _HAND_BACK_ERRORS: tuple[type[BaseException], ...] = (*DATABASE_ERRORS, asyncio.CancelledError)
+_BUILTIN_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError)
+# An outage of ours, met by a job: the context's database calls (converted to InfrastructureError)
+# or a driver's own error. A plain OSError raised by a job is its own disk or network: no outage.
+OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
+    InfrastructureError,
+    *(kind for kind in DATABASE_ERRORS if not issubclass(kind, _BUILTIN_ERRORS)),
+    aiormq.exceptions.AMQPError,
+    aio_pika.exceptions.AMQPException,
+)
 _BUSY_POLL_S = 0.5
 _REASON_CHARS = 300
 RESULT_UNSTORABLE = "RESULT_UNSTORABLE"
@@ -125,7 +137,11 @@ class PostgresTaskContext:
 
     async def update(self, *, progress: int | None = None, state: str | None = None) -> None:
         state = None if state is None else storable_text(state)
-        if not await self._lifecycle.report(self.task_id, progress, state):
+        try:
+            reported = await self._lifecycle.report(self.task_id, progress, state)
+        except DATABASE_ERRORS as error:
+            raise InfrastructureError(f"progress not recorded: {type(error).__name__}: {error}") from error
+        if not reported:
             await self.raise_if_lost()
 
     async def raise_if_lost(self) -> None:
@@ -299,6 +315,8 @@ class MessageProcessor:
             await _settle(message.ack())
         elif isinstance(error, TerminalJobError):
             await self._fail_terminally(message, job, Failure(error.code, error.message, dead_letter=True))
+        elif isinstance(error, OUTAGE_ERRORS):
+            await self._hand_back_after_outage(message, job, error)
         else:
             await self._retry(message, job, error)
 
@@ -327,6 +345,15 @@ class MessageProcessor:
             handed = False
         await _settle(message.ack() if handed else message.nack(requeue=True))
         log.info("job handed back on shutdown", extra={"taskId": str(job.task_id), "step": "shutdown"})
+
+    async def _hand_back_after_outage(
+        self, message: AbstractIncomingMessage, job: JobMessage, error: BaseException
+    ) -> None:
+        """PENDING again with a fresh message, riding out the outage; the retry count is untouched."""
+        reason = f"handed back: infrastructure error {type(error).__name__}: {error}"[:_REASON_CHARS]
+        log.warning(reason, extra={"taskId": str(job.task_id), "step": "hand_back"})
+        handed = await self._db(lambda: self._lifecycle.hand_back(job.task_id, job.message_id, reason))
+        await _settle(message.ack() if handed else message.nack(requeue=True))
 
     async def _db(self, operation: Callable[[], Awaitable[T]]) -> T:
         """Rides out a short database outage (a restart) before giving the message back."""
