@@ -231,3 +231,22 @@ def test_job_durations_are_min_max_milliseconds() -> None:
             parse_job_ms(bad)
     chosen = profile_named("steady").with_overrides(job_ms=(0, 5))
     assert from_env(chosen.to_env()).job_ms == (0, 5)
+
+
+def test_locust_runs_headless_shaped_with_its_files_beside_the_record(tmp_path: Path) -> None:
+    from harness.commands.load import LoadRun, locust_args
+    from harness.record import RunWriter
+
+    writer = RunWriter.create(tmp_path, "load")
+    run = LoadRun(profile_named("steady"), thresholds_for("steady"), writer, processes=2)
+    args = locust_args(run, "http://127.0.0.1:9")
+    assert args[1:5] == ["-m", "locust", "-f", args[4]]
+    assert args[4].endswith("loadtests/locustfile.py")
+    assert {"--headless", "--processes", "--only-summary"} <= set(args)
+    assert args[args.index("--csv") + 1] == str(tmp_path / "locust")
+    assert args[args.index("--html") + 1] == str(tmp_path / "locust.html")
+    master = locust_args(
+        LoadRun(run.profile, run.thresholds, writer, master=True, expect_workers=3), "http://h"
+    )
+    assert master[master.index("--expect-workers") + 1] == "3"
+    assert "--processes" not in master
