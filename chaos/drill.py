@@ -16,24 +16,27 @@ import itertools
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from chaos.drill_faults import DrillFaults
 from chaos.drill_model import Drill, FaultStep
-from chaos.nemesis import ActiveFault, FaultCatalog, Nemesis
+from chaos.nemesis import ActiveFault, FaultCatalog, Nemesis, catalog_for
 from chaos.recovery import Point, first_completion_s, rate_between, recovery_s
 from harness.checker import Expectations, Verdict
 from harness.client import ServiceClient
 from harness.history import History
 from harness.live_check import LiveCheck, check_deployment
 from harness.load.merge import merge_histories
+from harness.observe.sampler import Sampler
 from harness.record import RunWriter
 from harness.record.records import Sample
-from harness.stack.base import StackEndpoints
+from harness.stack.base import StackEndpoints, StackProvider
 from harness.stack.readiness import run_sync
+from harness.stack.reset import reset_service_state
 
 TAIL_S = 8.0
 WARMUP_S = 1.0
@@ -224,6 +227,9 @@ class DrillRunner:
         self.samples.append(sample)
 
     def run(self, drill: Drill) -> DrillResult:
+        """One drill from a clean state (where the deployment allows wiping it)."""
+        if self.endpoints.reset_allowed:
+            run_sync(reset_service_state(self.endpoints), own_thread=True)
         started = time.monotonic()
         client_history = self.writer.history(f"{drill.name}-client")
         nemesis_history = self.writer.history(f"{drill.name}-nemesis")
@@ -301,6 +307,15 @@ class DrillRunner:
             self.endpoints, merged, Expectations(waiting=None), settle_timeout_s=settle_s
         )
         return run_sync(check, own_thread=True)
+
+
+@contextmanager
+def drill_session(stack: StackProvider, writer: RunWriter) -> Iterator[DrillRunner]:
+    """Starts `stack` and samples it while drills run against it; the caller stops the stack."""
+    endpoints = stack.start()
+    runner = DrillRunner(endpoints, catalog_for(stack), writer)
+    with Sampler(endpoints, runner.sink, suite="drill"):
+        yield runner
 
 
 def injected(schedule: Schedule, *names: str) -> set[str]:

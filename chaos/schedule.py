@@ -40,15 +40,17 @@ def random_schedule(
     overlapping = sorted(name for name in allowed if name in OVERLAPPING)
     steps: list[FaultStep] = []
     t = STEADY_S
+    network_free_at = 0.0  # one network fault at a time: their toxics share the proxies
     while process and t < duration_s - TAIL_S:
         name = rng.choice(process)
         low, high = PROCESS_HOLDS[name]
         hold = round(rng.uniform(low, high), 1)
         steps.append(FaultStep(name=name, at_s=round(t, 1), hold_s=hold, ride_through=hold == 0))
-        if overlapping and rng.random() < 0.3:
+        if overlapping and rng.random() < 0.3 and t - 1 > network_free_at:
             extra = rng.choice(overlapping)
             low, high = OVERLAPPING[extra]
             span = min(round(rng.uniform(low, high), 1), max(0.0, duration_s - t))
+            network_free_at = t - 1 + span
             steps.append(
                 FaultStep(name=extra, at_s=round(max(STEADY_S, t - 1), 1), hold_s=span, ride_through=True)
             )

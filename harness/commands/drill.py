@@ -140,7 +140,7 @@ def run_drills(drills: Sequence[Drill], writer: RunWriter, target: Path | None) 
     install_cleanup_handlers()
     results: list[DrillResult] = []
     for index, (needs, members) in enumerate(stack_groups(drills)):
-        stack = _stack(needs, writer.root / "stacks" / f"group-{index}", target)
+        stack = make_stack(needs, writer.root / "stacks" / f"group-{index}", target)
         try:
             results += run_group(stack, members, writer)
         except StackError as exc:
@@ -157,7 +157,7 @@ def _names(results: Sequence[DrillResult]) -> set[str]:
     return {r.name for r in results}
 
 
-def _stack(needs: tuple[int, bool, bool, int], run_dir: Path, target: Path | None) -> StackProvider:
+def make_stack(needs: tuple[int, bool, bool, int], run_dir: Path, target: Path | None) -> StackProvider:
     from harness.stack.factory import make_embedded
     from harness.stack.target import TargetStack
 
@@ -172,19 +172,11 @@ def _stack(needs: tuple[int, bool, bool, int], run_dir: Path, target: Path | Non
 
 
 def run_group(stack: StackProvider, drills: Sequence[Drill], writer: RunWriter) -> list[DrillResult]:
-    from chaos.drill import DrillRunner
-    from chaos.nemesis import catalog_for
-    from harness.observe.sampler import Sampler
-    from harness.stack.readiness import run_sync
-    from harness.stack.reset import reset_service_state
+    from chaos.drill import drill_session
 
-    endpoints = stack.start()
-    runner = DrillRunner(endpoints, catalog_for(stack), writer)
     results = []
-    with Sampler(endpoints, runner.sink, suite="drill"):
+    with drill_session(stack, writer) as runner:
         for one in drills:
-            if endpoints.reset_allowed:
-                run_sync(reset_service_state(endpoints), own_thread=True)
             typer.echo(f"drill {one.name}: {one.description}", err=True)
             results.append(runner.run(one))
             typer.echo(f"drill {one.name}: {'PASS' if results[-1].passed else 'FAIL'}", err=True)

@@ -94,3 +94,10 @@ def test_steady_rate_and_recovery_from_the_series() -> None:
     assert recovery_s(points[:20], heal_at=12.0, steady=5.0) is None
     assert first_completion_s(points, fault_at=10.5) == pytest.approx(5.5)
     assert rate_between(points[:1], 0, 9) is None
+
+
+def test_network_faults_of_a_random_schedule_never_overlap_one_another() -> None:
+    for seed in range(30):
+        steps = [s for s in random_schedule(seed, 300) if s.name not in PROCESS_HOLDS]
+        for before, after in zip(steps, steps[1:], strict=False):
+            assert before.heal_s < after.at_s
