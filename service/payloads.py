@@ -14,12 +14,28 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from service.models import TaskType
 from service.repo_url import redact_url, validate_ref, validate_repo_url
 
 _ALLOW_LOCAL_REPOS = "allow_local_repos"
+
+
+def json_integer(value: Any) -> Any:
+    """A before-validator of an integer field of a JSON body. JSON has one number type, so 3 and 3.0
+    are the same integer (as JSON Schema's `integer` says); "3" and true are not numbers, though
+    pydantic's lax mode would take them. None passes, for an optional field to refuse or accept."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise ValueError("must be an integer")
+    return value
 
 
 class _Payload(BaseModel):
@@ -44,6 +60,10 @@ class SimulatePayload(_Payload):
     fail_attempts: int | None = Field(default=None, ge=0, le=1000, alias="failAttempts")
     wait_for_event: WaitForEvent | None = Field(default=None, alias="waitForEvent")
     timeout_ms: int | None = Field(default=None, ge=100, le=86_400_000, alias="timeoutMs")
+
+    _json_integers = field_validator("duration_ms", "steps", "fail_attempts", "timeout_ms", mode="before")(
+        json_integer
+    )
 
 
 class RepositoryPayload(_Payload):
@@ -231,6 +251,7 @@ __all__ = [
     "EVENT_JSON",
     "READABLE_JSON",
     "JsonBounds",
+    "json_integer",
     "bounded_json",
     "json_problem",
     "parse_json",

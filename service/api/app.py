@@ -16,11 +16,13 @@ from typing import Any
 import asyncpg
 from fastapi import FastAPI
 
+from service.api.allow import AllowedMethods
 from service.api.auth import BearerAuth
 from service.api.body_limit import BodyLimit
 from service.api.broker import BrokerLink
 from service.api.errors import install_error_handlers
 from service.api.metrics import ApiMetrics, RequestMetrics
+from service.api.openapi import install_openapi
 from service.api.routes import dlq, events, ops, tasks
 from service.config import Settings
 from service.db.pool import create_pool
@@ -89,6 +91,8 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     for module in (tasks, events, dlq, ops):
         app.include_router(module.router)
+    install_openapi(app, settings)
+    app.add_middleware(AllowedMethods, router=app.router)
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(BearerAuth, tokens=settings.api_tokens)
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)

@@ -10,6 +10,9 @@ from datetime import UTC, datetime
 
 from service.api.errors import ApiError
 
+CURSOR_PATTERN = "^[A-Za-z0-9_-]*$"
+"""What `encode_cursor` produces (unpadded base64url), as the API publishes it."""
+
 
 def encode_cursor(created_at: datetime, task_id: uuid.UUID) -> str:
     raw = json.dumps([created_at.isoformat(), str(task_id)], separators=(",", ":")).encode()

@@ -21,6 +21,7 @@ from fastapi import APIRouter
 from service.api import queries
 from service.api.deps import ACQUIRE_TIMEOUT_S, Broker, Pool
 from service.api.json_body import StrictJsonRoute
+from service.api.openapi import errors
 from service.api.schemas import DlqReplayed, DlqReplayRequest
 from service.broker.topology import DEAD_LETTER_QUEUE
 from service.db.tasks import NewTask, insert_task, lock_task
@@ -38,7 +39,7 @@ class _Outcome:
     kept: list[AbstractIncomingMessage] = field(default_factory=list)
 
 
-@router.post("/dlq/replay", status_code=202, response_model=DlqReplayed)
+@router.post("/dlq/replay", status_code=202, response_model=DlqReplayed, responses=errors(422, 503))
 async def replay_dlq(broker: Broker, pool: Pool, body: DlqReplayRequest | None = None) -> DlqReplayed:
     """Replays every DLQ message (or those of `taskIds`); others are put back in the queue."""
     wanted = set(body.task_ids) if body is not None and body.task_ids is not None else None

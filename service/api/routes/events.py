@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from service.api import queries
 from service.api.deps import ACQUIRE_TIMEOUT_S, Pool
 from service.api.json_body import StrictJsonRoute
+from service.api.openapi import errors
 from service.api.schemas import ExternalEvent, Resumed
 from service.db.tasks import change_status, enqueue_job
 from service.models import Status
@@ -17,7 +18,7 @@ log = logging.getLogger("ast.api")
 router = APIRouter(tags=["events"], route_class=StrictJsonRoute)
 
 
-@router.post("/events", status_code=202, response_model=Resumed)
+@router.post("/events", status_code=202, response_model=Resumed, responses=errors(422, 503))
 async def post_event(event: ExternalEvent, pool: Pool) -> Resumed:
     """Each waiting task goes back to PENDING with the event as `resume_data` and a new job message.
 

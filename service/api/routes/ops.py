@@ -16,6 +16,7 @@ from service.api.broker import BrokerLink
 from service.api.deps import ACQUIRE_TIMEOUT_S, AppSettings, Broker, Metrics, Pool
 from service.api.errors import UNAVAILABLE_ERRORS, error_response
 from service.api.metrics import CONTENT_TYPE
+from service.api.openapi import errors
 from service.api.schemas import HealthStatus, QueueDepth, QueuesReport
 from service.broker.topology import all_queue_names
 from service.models import Status
@@ -32,7 +33,7 @@ async def health() -> HealthStatus:
     return HealthStatus(status="ok")
 
 
-@router.get("/ready", response_model=HealthStatus, responses={503: {"description": "a dependency is down"}})
+@router.get("/ready", response_model=HealthStatus, responses=errors(503))
 async def ready(pool: Pool, broker: Broker) -> Response:
     """200 only when PostgreSQL answers `SELECT 1` and RabbitMQ opens a channel."""
     checks = {"postgres": await _probe_postgres(pool), "rabbitmq": await _probe_rabbitmq(broker)}
@@ -59,7 +60,7 @@ async def _probe_rabbitmq(broker: BrokerLink) -> str:
         return f"down: {type(error).__name__}"
 
 
-@router.get("/queues", response_model=QueuesReport)
+@router.get("/queues", response_model=QueuesReport, responses=errors(503))
 async def queues(pool: Pool, broker: Broker, settings: AppSettings) -> QueuesReport:
     """Depth and consumers of every job, retry and dead-letter queue (passive declares), and task
     counts by status. A queue that does not exist is reported with null counts."""
@@ -88,6 +89,9 @@ async def _declare_passive(channel: AbstractChannel, name: str) -> QueueDepth:
     return QueueDepth(name=name, messages=result.message_count, consumers=result.consumer_count)
 
 
-@router.get("/metrics", response_class=Response)
+@router.get("/metrics", response_class=Response, responses={
+    200: {"description": "Prometheus text",
+          "content": {CONTENT_TYPE.split(";")[0]: {"schema": {"type": "string"}}}},
+})
 async def metrics(api_metrics: Metrics) -> Response:
     return Response(api_metrics.render(), media_type=CONTENT_TYPE)

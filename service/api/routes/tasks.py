@@ -11,10 +11,11 @@ from pydantic import ValidationError
 from sse_starlette import EventSourceResponse
 
 from service.api import queries
-from service.api.cursor import decode_cursor, encode_cursor
+from service.api.cursor import CURSOR_PATTERN, decode_cursor, encode_cursor
 from service.api.deps import ACQUIRE_TIMEOUT_S, AppSettings, Metrics, Pool, TaskId
 from service.api.errors import ApiError, task_not_found, validation_details
 from service.api.json_body import StrictJsonRoute
+from service.api.openapi import TASK_EVENT, errors
 from service.api.schemas import Task, TaskAccepted, TaskEvent, TaskEvents, TaskPage, TaskSubmit
 from service.api.stream import TaskStreams, too_many_streams
 from service.api.stream_slots import StreamsExhausted
@@ -61,7 +62,10 @@ def _stored_payload(body: TaskSubmit, *, allow_local_repos: bool) -> dict[str, A
         raise ApiError(422, "INVALID_PAYLOAD", str(error)) from None
 
 
-@router.post("/tasks", status_code=202, response_model=TaskAccepted)
+@router.post("/tasks", status_code=202, response_model=TaskAccepted, responses={
+    202: {"headers": {"Location": {"description": "the task's URL", "schema": {"type": "string"}}}},
+    **errors(409, 422, 503),
+})
 async def submit_task(
     body: TaskSubmit, response: Response, pool: Pool, settings: AppSettings, metrics: Metrics,
     idempotency_key: IdempotencyKey = None,
@@ -96,13 +100,15 @@ def _check_replay(existing: Any, new: NewTask) -> None:
         )
 
 
-@router.get("/tasks", response_model=TaskPage)
+@router.get("/tasks", response_model=TaskPage, responses=errors(422, 503))
 async def list_tasks(
     pool: Pool,
     status: Annotated[Status | None, Query()] = None,
     task_type: Annotated[TaskType | None, Query(alias="type")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=1000)] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=1000, json_schema_extra={"pattern": CURSOR_PATTERN})
+    ] = None,
 ) -> TaskPage:
     """Keyset pagination on (createdAt, taskId); `nextCursor` is null on the last page."""
     after = decode_cursor(cursor) if cursor else None
@@ -117,7 +123,7 @@ async def list_tasks(
     return TaskPage(items=[Task.from_row(row) for row in rows], next_cursor=next_cursor)
 
 
-@router.get("/tasks/{task_id}", response_model=Task)
+@router.get("/tasks/{task_id}", response_model=Task, responses=errors(404, 422, 503))
 async def get_task(task_id: TaskId, pool: Pool) -> Task:
     async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
         row = await queries.fetch_task(conn, task_id)
@@ -126,7 +132,7 @@ async def get_task(task_id: TaskId, pool: Pool) -> Task:
     return Task.from_row(row)
 
 
-@router.get("/tasks/{task_id}/events", response_model=TaskEvents)
+@router.get("/tasks/{task_id}/events", response_model=TaskEvents, responses=errors(404, 422, 503))
 async def get_task_events(task_id: TaskId, pool: Pool) -> TaskEvents:
     """The task's timeline, oldest first."""
     async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
@@ -136,7 +142,10 @@ async def get_task_events(task_id: TaskId, pool: Pool) -> TaskEvents:
     return TaskEvents(items=[TaskEvent.from_row(row) for row in rows])
 
 
-@router.get("/tasks/{task_id}/stream", response_class=EventSourceResponse)
+@router.get("/tasks/{task_id}/stream", response_class=EventSourceResponse, responses={
+    200: {"description": "Server-Sent Events", "content": {"text/event-stream": {"schema": TASK_EVENT}}},
+    **errors(404, 422, 429, 503),
+})
 async def stream_task(task_id: TaskId, request: Request, pool: Pool) -> Response:
     """Server-Sent Events: `status` or `progress` with the task as data, until a terminal status or
     the stream's lifetime (then `retry:`, and the client reconnects); 429 over the client's streams."""
@@ -156,7 +165,8 @@ async def stream_task(task_id: TaskId, request: Request, pool: Pool) -> Response
     return streams.respond(row, slot)
 
 
-@router.post("/tasks/{task_id}/cancel", status_code=202, response_model=Task)
+@router.post("/tasks/{task_id}/cancel", status_code=202, response_model=Task,
+             responses=errors(404, 409, 422, 503))
 async def cancel_task(task_id: TaskId, pool: Pool) -> Task:
     """CANCELLED at once; a running worker sees it at its next progress report and stops."""
     async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn, conn.transaction():
