@@ -14,7 +14,9 @@ it quits and exits 1 naming each that failed (loadtests/slo_gate.py).
 
 Every request is recorded in `histories/locust-<pid>.jsonl` of the run directory named by
 `HARNESS_RUN_DIR` (a new `reports/out/<ts>-load/` when unset), so the invariant checker can judge
-the run like any other: `harness load` does so after every run.
+the run like any other: `harness load` does so after every run. In a distributed run the workers
+also send what they record to the master, whose run directory thus holds every history
+(loadtests/shipping.py).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from locust import LoadTestShape, events
 
 from harness.load.profiles import SHAPE_ENV
 from harness.record import RUN_DIR_ENV
-from loadtests import shapes, slo_gate
+from loadtests import shapes, shipping, slo_gate
 from loadtests.users import PROFILE, RECORDER, ServiceUser
 
 __all__ = ["ServiceUser"]
@@ -60,3 +62,7 @@ def _close_history(environment: Any, **_: Any) -> None:
 events.quitting.add_listener(_close_history)  # type: ignore[no-untyped-call]  # Locust's
 events.quitting.add_listener(slo_gate.judge_on_quit)  # type: ignore[no-untyped-call]
 events.init_command_line_parser.add_listener(slo_gate.add_arguments)  # type: ignore[no-untyped-call]
+events.init.add_listener(shipping.register)  # type: ignore[no-untyped-call]
+events.report_to_master.add_listener(shipping.ship)  # type: ignore[no-untyped-call]
+events.test_stop.add_listener(shipping.ship)  # type: ignore[no-untyped-call]
+events.test_stop.add_listener(shipping.collect)  # type: ignore[no-untyped-call]

@@ -55,6 +55,11 @@ class ProcessHistory:
                 self._pid = os.getpid()
             return self._history
 
+    def current(self) -> History | None:
+        """This process's history if it has recorded anything, without opening one."""
+        with self._lock:
+            return self._history if self._pid == os.getpid() else None
+
     def close(self) -> None:
         with self._lock:
             if self._history is not None and self._pid == os.getpid():

@@ -56,19 +56,11 @@ def test_harness_load_steady_on_its_own_embedded_stack(tmp_path: Path) -> None:
 
 
 def test_a_distributed_run_master_and_two_workers(clean_state: StackEndpoints, run_dir: Path) -> None:
-    out = run_dir / "loads" / "distributed"
+    """One worker records into the master's run directory (the same machine), the other into its
+    own (as on another machine): the master's record ends with both histories, neither twice."""
+    out, elsewhere = run_dir / "loads" / "distributed", run_dir / "loads" / "distributed-other-machine"
     port = str(free_port())
-    master_args = [
-        "--master",
-        "--expect-workers",
-        "2",
-        "--master-port",
-        port,
-        "--users",
-        "6",
-        "--duration",
-        "8",
-    ]
+    master_args = f"--master --expect-workers 2 --master-port {port} --users 6 --duration 8".split()
     master = subprocess.Popen(
         [str(HARNESS), "load", *master_args, "--target", target_of(clean_state), "--run-dir", str(out)],
         cwd=ROOT,
@@ -77,19 +69,12 @@ def test_a_distributed_run_master_and_two_workers(clean_state: StackEndpoints, r
         stderr=subprocess.STDOUT,
         text=True,
     )
-    worker_args = [
-        "load",
-        "--worker",
-        "--master-host",
-        "127.0.0.1",
-        "--master-port",
-        port,
-        "--run-dir",
-        str(out),
-    ]
+    worker_args = f"load --worker --master-host 127.0.0.1 --master-port {port} --run-dir".split()
     workers = [
-        subprocess.Popen([str(HARNESS), *worker_args], cwd=ROOT, env=clean_env(), stdout=subprocess.DEVNULL)
-        for _ in range(2)
+        subprocess.Popen(
+            [str(HARNESS), *worker_args, str(d)], cwd=ROOT, env=clean_env(), stdout=subprocess.DEVNULL
+        )
+        for d in (out, elsewhere)
     ]
     try:
         output, _ = master.communicate(timeout=RUN_TIMEOUT_S)
@@ -103,8 +88,9 @@ def test_a_distributed_run_master_and_two_workers(clean_state: StackEndpoints, r
     assert master.returncode == 0, output
     assert worker_exits == [0, 0]
     histories = locust_histories(out)
-    assert len(histories) == 2, "one history per worker process, none from the master"
-    assert all(path.stat().st_size > 0 for path in histories)
+    assert len(histories) == 2, "one history per worker, none from the master, none twice"
+    shipped = [path for path in histories if path.read_bytes() == locust_histories(elsewhere)[0].read_bytes()]
+    assert len(shipped) == 1, "the other machine's worker sent its whole history to the master"
     results = RunReader(out).results()
     assert results is not None
     assert results.passed
