@@ -12,8 +12,9 @@ directory through the environment, and reads back what it recorded. A run:
 4. exit 0 only if every SLO and every invariant held; otherwise the failures are named.
 
 `--master` runs Locust's master (waiting for `--expect-workers`) and does all of the above;
-`--worker --master-host H` runs only a Locust worker that records into `--run-dir` (the master's
-run directory: on one machine, or a shared directory across machines).
+`--worker --master-host H` runs only a Locust worker; it records into its own `--run-dir` and sends
+what it records to the master, whose run directory ends with every worker's history
+(loadtests/shipping.py). On the master's machine, give a worker the master's `--run-dir`.
 """
 
 from __future__ import annotations
