@@ -25,6 +25,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from harness.load.profiles import PROFILES
+
 METRICS: dict[str, str] = {
     "submit_p50_ms": "POST /tasks latency, median (ms)",
     "submit_p95_ms": "POST /tasks latency, 95th percentile (ms)",
@@ -117,11 +119,13 @@ def load_slo_file(path: Path) -> dict[str, object]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise SloError(f"SLO file {path}: {exc}") from exc
-    for name, table in data.items():
+    for name in data:
+        if name != ALL and name not in PROFILES:
+            raise SloError(
+                f"SLO file {path}: [{name}] is neither [{ALL}] nor a profile ({', '.join(PROFILES)})"
+            )
         for metric, expression in _table(data, name).items():
             parse_threshold(metric, expression)
-        if not isinstance(table, dict):
-            raise SloError(f"SLO file {path}: [{name}] is not a table")
     return data
 
 

@@ -75,6 +75,9 @@ def test_an_slo_file_is_read_and_an_unknown_metric_in_it_named(tmp_path: Path) -
     bad.write_text('[steady]\nsubmit_p96_ms = "< 1"\n')
     with pytest.raises(SloError, match="submit_p96_ms"):
         load_slo_file(bad)
+    bad.write_text('[stedy]\nsubmit_p95_ms = "< 1"\n')
+    with pytest.raises(SloError, match=r"\[stedy\] is neither"):
+        load_slo_file(bad)
 
 
 def test_evaluate_fails_a_missed_and_an_unmeasured_slo_and_the_table_round_trips(tmp_path: Path) -> None:
