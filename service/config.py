@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     relay_in_api: bool = True
     relay_batch_size: int = Field(default=100, ge=1, le=10_000)
     relay_poll_ms: int = Field(default=200, ge=10, le=60_000)
+    reconcile_interval_ms: int = Field(default=5_000, ge=100, le=3_600_000)
+    reconcile_pending_after_ms: int = Field(default=30_000, ge=100, le=86_400_000)
+    reconcile_lease_grace_ms: int = Field(default=15_000, ge=0, le=86_400_000)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
     @field_validator("api_tokens", mode="before")

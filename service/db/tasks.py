@@ -202,6 +202,14 @@ async def report_progress(
     return row
 
 
+async def note(conn: Conn, task: Row, *, state: str, message: str) -> Row:
+    """Records why something happened to a task that keeps its status (a re-published message): an
+    event of kind 'progress' with the current status and progress, so the status machine holds."""
+    row = await _update(conn, task["task_id"], state=state)
+    await _insert_event(conn, row, kind="progress", from_status=row["status"], message=message)
+    return row
+
+
 class _Now:
     """Marks a column to be set to now() in SQL."""
 

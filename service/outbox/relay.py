@@ -3,6 +3,10 @@
 Rows are claimed with `FOR UPDATE SKIP LOCKED`, so several relays share the work without double
 publishing in the normal case; a crash between the broker's confirm and the commit publishes a row
 again, which the workers' inbox absorbs (at-least-once, deduplicated by message id).
+
+Between batches the relay also runs the reconciler (`service.reconciler`) every
+`RECONCILE_INTERVAL_MS`, so wherever a relay runs (`ast-relay`, or inside `ast-api`), stuck tasks
+are re-driven through this same outbox.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from service.broker.topology import EVENTS_EXCHANGE, declare_topology
 from service.config import Settings
 from service.db.pool import create_pool
 from service.driver_errors import TRANSIENT_ERRORS
+from service.reconciler import Reconciler
 
 log = logging.getLogger("ast.relay")
 
@@ -44,6 +49,8 @@ class OutboxRelay:
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
         self.published = 0
+        self.reconciler = Reconciler(settings, self._ready_messages)
+        self._next_reconcile = 0.0
 
     async def run(self) -> None:
         """Publishes until stop(); every failure is logged and retried with a bounded backoff."""
@@ -52,6 +59,7 @@ class OutboxRelay:
             try:
                 await self._connect()
                 sent = await self.publish_batch()
+                await self._reconcile_if_due()
                 backoff = 0.1
                 if sent == 0:
                     await self._wait_for_work()
@@ -94,6 +102,21 @@ class OutboxRelay:
             failure = next(o for o in outcomes if isinstance(o, BaseException))
             raise ConnectionError(f"{len(rows) - len(sent)} of {len(rows)} messages not confirmed: {failure}")
         return len(sent)
+
+    async def _reconcile_if_due(self) -> None:
+        """A round when its interval is up; the next is scheduled first, so a failing round never
+        holds back publishing (the failure takes the relay's own retry path)."""
+        assert self._pool is not None
+        now = asyncio.get_running_loop().time()
+        if now < self._next_reconcile:
+            return
+        self._next_reconcile = now + self._settings.reconcile_interval_ms / 1000
+        await self.reconciler.run_once(self._pool)
+
+    async def _ready_messages(self, queue: str) -> int:
+        assert self._channel is not None
+        declared = await self._channel.declare_queue(queue, passive=True)
+        return int(declared.declaration_result.message_count or 0)
 
     async def _publish(self, row: asyncpg.Record) -> None:
         assert self._channel is not None
