@@ -179,12 +179,12 @@ class Schedule:
 
     def _inject(self, index: int) -> None:
         run = self.runs[index]
+        run.started_at = time.time()  # a restart is done within start(): its window opens here
         try:
             active = self.nemesis.start(run.step.name, **run.step.params, count=run.step.count)
         except Exception as exc:  # noqa: BLE001  (a fault that failed to inject is the drill's finding)
             run.error = f"{run.step.name} failed to inject: {type(exc).__name__}: {exc}"
             return
-        run.started_at = time.time()
         if active is None:
             run.error = f"{run.step.name} was skipped on this stack (see the nemesis history)"
             return
