@@ -10,6 +10,7 @@ from importlib import resources
 import asyncpg
 
 from service.config import settings_or_exit
+from service.db.pool import DURABLE_SESSION
 from service.logs import configure_logging
 
 MIGRATIONS_PACKAGE = "service.db.migrations"
@@ -26,7 +27,7 @@ def migration_files() -> list[tuple[str, str]]:
 
 async def apply_migrations(dsn: str) -> list[str]:
     """Applies the missing migrations; returns the names it applied. Safe to run concurrently."""
-    conn = await asyncpg.connect(dsn)
+    conn = await asyncpg.connect(dsn, server_settings=DURABLE_SESSION)
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_ID)
         await conn.execute(
