@@ -8,7 +8,6 @@ second result row is planted, and `harness up` must leave nothing running after 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 import signal
@@ -26,6 +25,7 @@ import pytest
 
 from harness.client import ServiceClient
 from harness.history import History
+from harness.record import RunReader
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 HARNESS = Path(sys.executable).parent / "harness"
@@ -119,9 +119,13 @@ def test_check_against_a_stack_from_harness_up(up_stack: UpStack, tmp_path: Path
     honest = _run_check(up_stack.target, history_file, tmp_path / "honest")
 
     assert honest.returncode == 0, honest.stdout + honest.stderr
-    results = json.loads((tmp_path / "honest" / "results.json").read_text())
-    assert results["valid"] == "held"
-    assert results["counts"]["accepted"] == results["counts"]["completed"] == len(task_ids)
+    results = RunReader(tmp_path / "honest").results()
+    assert results is not None
+    assert results.passed
+    assert results.verdict.valid == "held"
+    assert results.verdict.counts["accepted"] == results.verdict.counts["completed"] == len(task_ids)
+    (check,) = RunReader(tmp_path / "honest").checks()
+    assert check.history is not None, "the judged history is kept in the run record"
 
     up_runs = tmp_path / "cwd" / "reports" / "out"
     (up_runs / "20990101-000000-up").mkdir(parents=True)
@@ -137,9 +141,11 @@ def test_check_against_a_stack_from_harness_up(up_stack: UpStack, tmp_path: Path
     planted = _run_check(up_stack.target, history_file, tmp_path / "planted")
 
     assert planted.returncode == 1, planted.stdout + planted.stderr
-    results = json.loads((tmp_path / "planted" / "results.json").read_text())
-    broken = [i for i in results["invariants"] if i["status"] == "broken"]
-    assert [i["number"] for i in broken] == [2]
-    assert broken[0]["violations"][0]["taskIds"] == [task_ids[0]]
+    planted_results = RunReader(tmp_path / "planted").results()
+    assert planted_results is not None
+    assert not planted_results.passed
+    broken = planted_results.verdict.not_held
+    assert [i.number for i in broken] == [2]
+    assert broken[0].violations[0].task_ids == (task_ids[0],)
     assert "once only" in planted.stdout
     assert task_ids[0] in planted.stdout
