@@ -5,6 +5,9 @@ for an hour with no unsent outbox row, one IN_PROGRESS whose worker (`dead-worke
 its lease an hour ago, and one RETRYING whose retry message never came back. The stack runs with
 short reconcile times; each task must reach COMPLETED with the reason in its timeline, and every
 invariant must hold. A task whose lease is alive is left alone.
+
+Then the crash the reconciler is for: PostgreSQL stopped immediately (no checkpoint, crash
+recovery at start) while jobs run. Every task answered 202 before the crash must complete.
 """
 
 from __future__ import annotations
@@ -15,15 +18,17 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import httpx
 import pytest
 
+from harness.client import RecordingTransport
 from harness.history import History
 from harness.live_check import check_deployment
 from harness.pytest_plugin import SESSION_ENV
+from harness.stack.readiness import run_sync
 from harness.stack.servers import LocalServers
 from harness.stack.services import ServiceStack
 from harness.verdict import verdict_text
@@ -37,6 +42,7 @@ RECONCILE_ENV = {
 }
 PAYLOAD = {"durationMs": 200, "steps": 2, "outcome": "success"}
 SETTLE_S = 60.0
+CRASH_TASKS = 20
 
 
 @pytest.fixture(scope="module")
@@ -153,4 +159,27 @@ def test_stuck_tasks_are_re_driven_to_completion(reconciling_stack: ServiceStack
         assert api.post(f"/tasks/{planted['live lease']}/cancel").status_code == 202
 
     live_check = asyncio.run(check_deployment(endpoints, History.from_ops([]), settle_timeout_s=SETTLE_S))
+    assert live_check.verdict.valid == "held", verdict_text(live_check.verdict)
+
+
+def test_a_database_crash_mid_flow_loses_no_accepted_task(reconciling_stack: ServiceStack) -> None:
+    endpoints = reconciling_stack.endpoints
+    postgres = cast(LocalServers, reconciling_stack.servers).postgres
+    assert postgres is not None
+    history = History.from_ops([])
+    transport = RecordingTransport(httpx.HTTPTransport(), history, process="api")
+    with httpx.Client(base_url=endpoints.api_url, timeout=10, transport=transport) as api:
+        job = {"type": "simulate", "payload": {"durationMs": 600, "steps": 3, "outcome": "success"}}
+        accepted = [api.post("/tasks", json=job) for _ in range(CRASH_TASKS)]
+        assert all(response.status_code == 202 for response in accepted)
+
+        postgres.kill()  # immediate stop: what was not flushed at commit is gone
+        postgres.start()
+        run_sync(postgres.wait_ready(), own_thread=True)
+
+        for response in accepted:
+            task = _wait_status(api, uuid.UUID(response.json()["taskId"]), "COMPLETED")
+            assert task["status"] == "COMPLETED", task
+
+    live_check = asyncio.run(check_deployment(endpoints, history, settle_timeout_s=SETTLE_S))
     assert live_check.verdict.valid == "held", verdict_text(live_check.verdict)
