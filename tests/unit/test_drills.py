@@ -101,3 +101,54 @@ def test_network_faults_of_a_random_schedule_never_overlap_one_another() -> None
         steps = [s for s in random_schedule(seed, 300) if s.name not in PROCESS_HOLDS]
         for before, after in zip(steps, steps[1:], strict=False):
             assert before.heal_s < after.at_s
+
+
+class _RecordedFault:
+    def __init__(self, name: str, log: list[str]) -> None:
+        self.name = name
+        self.target = "fake"
+        self.log = log
+
+    def start(self) -> dict[str, object]:
+        self.log.append(f"start {self.name}")
+        return {}
+
+    def stop(self) -> dict[str, object]:
+        self.log.append(f"stop {self.name}")
+        return {}
+
+
+class _FakeCatalog:
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    def build(self, name: str, **params: object) -> _RecordedFault:
+        return _RecordedFault(name, self.log)
+
+
+def test_rollback_heals_a_fault_still_injected_when_the_drill_stops_early() -> None:
+    import threading
+    import time
+
+    from chaos.drill import Schedule
+    from chaos.nemesis import Nemesis
+    from harness.history import History
+
+    drill = parse_drill(
+        {
+            "name": "cut-short",
+            "workload": {"duration_s": 100},
+            "faults": [{"name": "worker-pause", "at_s": 0, "hold_s": 90}, {"name": "relay-kill", "at_s": 50}],
+        }
+    )
+    catalog = _FakeCatalog()
+    history = History()
+    schedule = Schedule(drill, Nemesis(history, catalog))
+    schedule.start(time.monotonic())
+    deadline = time.monotonic() + 5
+    while not schedule.active and time.monotonic() < deadline:
+        threading.Event().wait(0.01)
+    schedule.heal_all()
+    assert catalog.log == ["start worker-pause", "stop worker-pause"]
+    assert [op.type for op in history.ops] == ["invoke", "ok"]
+    assert schedule.runs[0].healed_at is not None
