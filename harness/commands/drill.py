@@ -65,7 +65,8 @@ def drill(
 
     chosen = choose_drills(names or [], file, random, seed, duration)
     if random:
-        typer.echo(f"random schedule: seed {chosen[0].name.removeprefix('random-')}")
+        replay = replay_command(chosen[0].name, None, seed, duration, target)
+        typer.echo(f"random schedule: seed {chosen[0].name.removeprefix('random-')}; replay: {replay}")
     out = run_dir.resolve() if run_dir else new_run_dir("drill").resolve()
     writer = RunWriter.create(out, "drill")
     started = time.monotonic()
