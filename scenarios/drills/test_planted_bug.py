@@ -60,7 +60,7 @@ def planted_stack(run_dir: Path) -> Iterator[LocalStack]:
 
 
 def test_a_worker_that_acks_before_it_commits_fails_the_worker_kill_drill(
-    planted_stack: LocalStack, run_writer: RunWriter
+    planted_stack: LocalStack, run_dir: Path
 ) -> None:
     drill = parse_drill(
         {
@@ -70,7 +70,9 @@ def test_a_worker_that_acks_before_it_commits_fails_the_worker_kill_drill(
             "expect": {"settle_s": 10},
         }
     )
-    with drill_session(planted_stack, run_writer) as runner:
+    # Its own run record: a verdict broken on purpose must not count in the session's (the gate's).
+    writer = RunWriter.create(run_dir / "planted-drill", "drill")
+    with drill_session(planted_stack, writer) as runner:
         add_planted_worker(planted_stack)
         result = runner.run(drill)
     assert not result.passed
