@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 if TYPE_CHECKING:
+    from chaos.drill_model import Drill
     from harness.commands.load_drill import LoadDrill
     from harness.history import History
     from harness.live_check import LiveCheck
@@ -80,7 +81,9 @@ MasterHostOption = Annotated[str, typer.Option(help="The master a worker joins."
 MasterPortOption = Annotated[int, typer.Option(min=1, max=65535, help="The master's port.")]
 DrillOption = Annotated[
     str | None,
-    typer.Option(help="A nemesis fault (broker-kill, db-restart, worker-kill, ...) a third of the way in."),
+    typer.Option(
+        help="A drill (broker-kill, db-latency, ... or a drill file) whose faults run during the load."
+    ),
 ]
 
 
@@ -97,7 +100,7 @@ class LoadRun:
     master_port: int = DEFAULT_MASTER_PORT
     drain_s: float = 60.0
     target: Path | None = None
-    drill: str | None = None
+    drill: Drill | None = None
     problems: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -133,14 +136,22 @@ def load(
         )
     if worker:
         raise typer.Exit(run_worker(chosen, run_dir, master_host, master_port))
-    if drill is not None and target is None:
-        _known_on_embedded(drill)
+    chosen_drill = _chosen_drill(drill)
     out = run_dir.resolve() if run_dir else new_run_dir("load").resolve()
     writer = RunWriter.create(out, "load")
     run = LoadRun(
-        chosen, thresholds, writer, processes, master, expect_workers, master_port, drain, target, drill
+        chosen,
+        thresholds,
+        writer,
+        processes,
+        master,
+        expect_workers,
+        master_port,
+        drain,
+        target,
+        chosen_drill,
     )
-    stack = _stack(target, out, workers)
+    stack = _stack(target, out, workers, chosen_drill)
     try:
         passed = run_against(stack, run)
     except StackError as exc:
@@ -176,11 +187,24 @@ def _thresholds(profile: str, slo_file: Path | None) -> tuple[Threshold, ...]:
         raise typer.BadParameter(str(exc), param_hint="--slo") from exc
 
 
-def _stack(target: Path | None, run_dir: Path, workers: int) -> StackProvider:
+def _chosen_drill(name: str | None) -> Drill | None:
+    if name is None:
+        return None
+    from harness.commands.load_drill import resolve_drill
+
+    return resolve_drill(name)
+
+
+def _stack(target: Path | None, run_dir: Path, workers: int, drill: Drill | None) -> StackProvider:
+    """The embedded stack (as a drill needs it, when one runs), or the target's deployment."""
     from harness.stack.factory import make_provider
     from harness.stack.local import install_cleanup_handlers
 
     install_cleanup_handlers()
+    if drill is not None:
+        from harness.commands.load_drill import drill_stack
+
+        return drill_stack(drill, run_dir, target, LOAD_ENV)
     return make_provider("local", target, run_dir=run_dir, workers=workers, env=LOAD_ENV)
 
 
@@ -188,60 +212,36 @@ def _stack(target: Path | None, run_dir: Path, workers: int) -> StackProvider:
 
 
 def run_against(stack: StackProvider, run: LoadRun) -> bool:
-    """Start the stack, load it (with the drill's fault, if any), check it, judge the SLOs, write
+    """Start the stack, load it (with the drill's faults, if any), check it, judge the SLOs, write
     the record; True iff all held."""
     from harness.observe.sampler import Sampler
 
     started = time.monotonic()
     endpoints = stack.start()
     run.timings["stack_s"] = round(time.monotonic() - started, 3)
-    drill = _drill(stack, run)
     sampler = Sampler(endpoints, run.writer.sample, suite="load").start()
     try:
         rss_before = worker_rss_mb(stack)
-        drill = drill.start() if drill is not None else None
+        drill = _start_drill(stack, endpoints, run)
         try:
             locust_exit = _timed(run, "load_s", lambda: run_locust(run, endpoints))
         finally:
-            _finish(drill, run)
+            run.problems += drill.finish() if drill is not None else []
         rss_growth = _growth(rss_before, worker_rss_mb(stack))
         merged, live = _timed(run, "check_s", lambda: check_run(run, endpoints))
+        run.problems += drill.judge(live) if drill is not None else []
     finally:
         sampler.stop()
     run.timings["total_s"] = round(time.monotonic() - started, 3)
     return judge(run, merged, live, locust_exit, rss_growth)
 
 
-def _drill(stack: StackProvider, run: LoadRun) -> LoadDrill | None:
-    """The drill of `--drill`, checked before any load: a fault this stack cannot run is a usage error."""
+def _start_drill(stack: StackProvider, endpoints: StackEndpoints, run: LoadRun) -> LoadDrill | None:
     if run.drill is None:
         return None
-    from chaos.nemesis import catalog_for
-    from harness.commands.load_drill import DrillPlan, LoadDrill, check_drill
+    from harness.commands.load_drill import LoadDrill, shifted
 
-    why_not = check_drill(stack, run.drill)
-    if why_not is not None:
-        raise typer.BadParameter(f"{run.drill} cannot run here: {why_not}", param_hint="--drill")
-    return LoadDrill(DrillPlan.over(run.drill, run.profile.duration_s), catalog_for(stack), run.writer)
-
-
-def _known_on_embedded(name: str) -> None:
-    """A fault the embedded stack has no such thing for is refused before the stack starts."""
-    from harness.commands.load_drill import embedded_fault_names
-
-    known = embedded_fault_names()
-    if name not in known:
-        choices = ", ".join(sorted(known))
-        raise typer.BadParameter(
-            f"{name} cannot run here: the embedded stack's faults are {choices}", param_hint="--drill"
-        )
-
-
-def _finish(drill: LoadDrill | None, run: LoadRun) -> None:
-    if drill is not None:
-        drill.finish()
-        if drill.error:
-            run.problems.append(f"drill {drill.error}")
+    return LoadDrill(shifted(run.drill, run.profile.duration_s), stack, endpoints, run.writer).start()
 
 
 def _timed(run: LoadRun, key: str, job: Callable[[], T]) -> T:
@@ -349,12 +349,11 @@ def run_child(args: list[str], env: dict[str, str], log_path: Path, timeout_s: f
 
 
 def run_histories(run_dir: Path) -> list[History]:
-    """The history of every Locust process of the run (`histories/locust-*.jsonl`), and the
-    nemesis's when a drill ran (`histories/nemesis-*.jsonl`)."""
+    """Every history of the run: each Locust process's (`histories/locust-*.jsonl`), and when a
+    drill ran, the nemesis's and its client's."""
     from harness.record import RunReader
 
-    reader = RunReader(run_dir)
-    return [h for path, h in reader.histories() if path.name.startswith(("locust-", "nemesis-"))]
+    return [history for _, history in RunReader(run_dir).histories()]
 
 
 def check_run(run: LoadRun, endpoints: StackEndpoints) -> tuple[History, LiveCheck]:

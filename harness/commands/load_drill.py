@@ -1,87 +1,111 @@
-"""`harness load --drill NAME`: one nemesis fault (chaos/) during a load run, so a team sees what a
-broker restart does to its p99 under production-like traffic.
+"""`harness load --drill NAME`: a drill's faults during a load run, so a team sees what a broker
+restart does to its p99 under production-like traffic.
 
-The fault is injected a third of the way into the load and healed `hold_s` later, by the nemesis,
-which records both as a fault operation pair in `histories/nemesis-*.jsonl`: the report draws the
-window on the run's time axis, and the checker judges the run with the fault in its history.
-Faults are the nemesis catalog's (`chaos.nemesis.catalog_for`): on the embedded stack its
-processes (broker-kill, broker-restart, db-kill, db-restart, worker-kill, worker-rolling-restart,
-relay-kill, api-kill, ...); on a target, the commands its file gives.
+NAME is one of the built-in drills (chaos/drills/, the contract's 16) or a drill file. Its fault
+schedule runs as `harness drill` runs it (chaos.drill.Schedule, through the nemesis and the
+drill's fault catalog: process, network and workload faults), shifted so that the first fault
+starts a third of the way into the load; Locust's users are the workload instead of the drill's.
+The embedded stack is started as the drill needs it (proxy, cluster, durable storage) and with
+the drill's service settings. Faults are recorded as operations in `histories/nemesis-*.jsonl`
+(jobs a workload fault submits, in `histories/drill-client-*.jsonl`): the report draws their
+windows on the run's time axis, and the run is judged by the invariants and the drill's own
+expectations.
 """
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass
+import time
+from pathlib import Path
 
-from chaos.faults import Action
-from chaos.nemesis import KINDS, SPECIAL, FaultCatalog, FaultSkipped, Nemesis, catalog_for
+import typer
+
+from chaos.drill import Schedule, Workload, expectations
+from chaos.drill_faults import DrillFaults
+from chaos.drill_model import Drill, DrillFileError, builtin_drills, load_drill
+from chaos.nemesis import Nemesis, catalog_for
+from harness.client import ServiceClient
+from harness.commands.drill import DRILL_ENV
+from harness.live_check import LiveCheck
 from harness.record import RunWriter
-from harness.stack.base import StackProvider
+from harness.stack.base import StackEndpoints, StackProvider
 
 START_SHARE = 1 / 3
-MAX_HOLD_S = 10.0
 
 
-@dataclass(frozen=True)
-class DrillPlan:
-    name: str
-    start_s: float
-    hold_s: float
-
-    @classmethod
-    def over(cls, name: str, duration_s: float) -> DrillPlan:
-        """Injected a third of the way in, healed after a third of the run (at most MAX_HOLD_S)."""
-        return cls(name, duration_s * START_SHARE, min(duration_s * START_SHARE, MAX_HOLD_S))
-
-
-def embedded_fault_names() -> frozenset[str]:
-    """Every fault name the nemesis knows on the embedded stack (`<kind>-<action>` and the special ones)."""
-    return frozenset({f"{kind}-{action.value}" for kind in KINDS for action in Action} | set(SPECIAL))
-
-
-def check_drill(stack: StackProvider, name: str) -> str | None:
-    """Why `name` cannot run on this stack, or None when the nemesis can build it."""
+def resolve_drill(name: str) -> Drill:
+    """A built-in drill by name, or a drill file (`*.toml`); a usage error of one line otherwise."""
     try:
-        catalog_for(stack).build(name)
-    except FaultSkipped as skipped:
-        return str(skipped)
-    return None
+        if name.endswith(".toml"):
+            return load_drill(Path(name))
+        known = builtin_drills()
+    except DrillFileError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--drill") from None
+    if name not in known:
+        raise typer.BadParameter(
+            f"unknown drill {name!r}: choose from {', '.join(known)}", param_hint="--drill"
+        )
+    return known[name]
+
+
+def shifted(drill: Drill, duration_s: float) -> Drill:
+    """The drill with its faults moved so the first starts a third of the way into the load."""
+    first = drill.first_fault_s
+    if first is None:
+        return drill
+    offset = duration_s * START_SHARE - first
+    faults = tuple(step.model_copy(update={"at_s": max(0.0, step.at_s + offset)}) for step in drill.faults)
+    return drill.model_copy(update={"faults": faults})
+
+
+def drill_stack(drill: Drill, run_dir: Path, target: Path | None, env: dict[str, str]) -> StackProvider:
+    """The embedded stack as the drill needs it, with the drill's service settings over `env`
+    (a target is used as it is)."""
+    from harness.stack.factory import make_embedded
+    from harness.stack.target import TargetStack
+
+    if target is not None:
+        return TargetStack(target)
+    needs = drill.stack
+    stack = make_embedded(
+        run_dir=run_dir,
+        workers=needs.workers,
+        env={**env, **DRILL_ENV},
+        rabbit_nodes=needs.rabbit_nodes,
+        durable=needs.durable,
+    )
+    stack.proxy_requested = needs.proxy or stack.proxy_requested
+    return stack
 
 
 class LoadDrill:
-    """Runs one DrillPlan in a thread beside Locust; `error` says what went wrong, if anything."""
+    """A drill's fault schedule beside Locust: `start` when the load starts, `finish` when it ends
+    (heals whatever is still injected), `judge` after the check (the drill's own expectations)."""
 
-    def __init__(self, plan: DrillPlan, catalog: FaultCatalog, writer: RunWriter) -> None:
-        self.plan = plan
-        self.history = writer.history("nemesis")
-        self.nemesis = Nemesis(self.history, catalog)
-        self.error: str | None = None
-        self._cancel = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"drill-{plan.name}", daemon=True)
+    def __init__(
+        self, drill: Drill, stack: StackProvider, endpoints: StackEndpoints, writer: RunWriter
+    ) -> None:
+        self.drill = drill
+        self.nemesis_history = writer.history("nemesis")
+        self.client_history = writer.history("drill-client")
+        self.client = ServiceClient(
+            endpoints.api_url, self.client_history, token=endpoints.api_token, timeout_s=5.0, process="drill"
+        )
+        catalog = DrillFaults(endpoints, catalog_for(stack), Workload(drill, self.client, 0).submit)
+        self.schedule = Schedule(drill, Nemesis(self.nemesis_history, catalog))
 
     def start(self) -> LoadDrill:
-        self._thread.start()
+        self.schedule.start(time.monotonic())
         return self
 
-    def finish(self, timeout_s: float = 120.0) -> None:
-        """Waits for the fault to be healed (a run that ended early heals it at once)."""
-        self._cancel.set()
-        self._thread.join(timeout=timeout_s)
-        if self._thread.is_alive():
-            self.error = f"{self.plan.name} was not healed within {timeout_s:.0f}s of the load's end"
-        self.history.close()
-
-    def _run(self) -> None:
-        if self._cancel.wait(self.plan.start_s):
-            self.error = f"{self.plan.name} never ran: the load ended before {self.plan.start_s:.0f}s"
-            return
+    def finish(self) -> list[str]:
+        """Rolls back what is still injected; what went wrong with any fault, one line each."""
         try:
-            active = self.nemesis.start(self.plan.name)
-            if active is None:
-                self.error = f"{self.plan.name} was skipped on this stack (see the nemesis history)"
-                return
-            self._cancel.wait(self.plan.hold_s)
-            self.nemesis.stop(active)
-        except Exception as exc:  # noqa: BLE001  (a fault that failed is the run's finding, reported)
-            self.error = f"{self.plan.name} failed: {type(exc).__name__}: {exc}"
+            self.schedule.heal_all()
+        finally:
+            self.client.close()
+            self.nemesis_history.close()
+            self.client_history.close()
+        return [f"drill {run.error}" for run in self.schedule.runs if run.error]
+
+    def judge(self, live: LiveCheck) -> list[str]:
+        return [f"drill {self.drill.name}: {line}" for line in expectations(self.drill, self.schedule, live)]

@@ -217,11 +217,17 @@ def test_queue_depth_max_sums_job_and_retry_queues_but_not_the_dlq() -> None:
     assert metrics["complete_p95_s"] is None
 
 
-def test_a_drill_is_injected_a_third_of_the_way_in_and_held_at_most_ten_seconds() -> None:
-    from harness.commands.load_drill import DrillPlan
+def test_a_drills_faults_are_shifted_so_the_first_starts_a_third_of_the_way_in() -> None:
+    from chaos.drill_model import builtin_drills
+    from harness.commands.load_drill import shifted
 
-    assert DrillPlan.over("broker-kill", 60) == DrillPlan("broker-kill", 20, 10)
-    assert DrillPlan.over("worker-kill", 12) == DrillPlan("worker-kill", 4, 4)
+    drill = builtin_drills()["broker-kill"]
+    moved = shifted(drill, 60)
+    assert moved.first_fault_s == 20
+    assert [f.hold_s for f in moved.faults] == [f.hold_s for f in drill.faults]
+    assert [f.at_s - moved.faults[0].at_s for f in moved.faults] == [
+        f.at_s - drill.faults[0].at_s for f in drill.faults
+    ]
 
 
 def test_job_durations_are_min_max_milliseconds() -> None:
