@@ -11,6 +11,8 @@ directory through the environment, and reads back what it recorded. A run:
    (harness/load/slo.py) judged from the record, `slo.json`, `results.json` and `report.html`;
 4. exit 0 only if every SLO and every invariant held; otherwise the failures are named.
 
+`--drill NAME` runs a drill's faults during the load (harness/commands/load_drill.py).
+
 `--master` runs Locust's master (waiting for `--expect-workers`) and does all of the above;
 `--worker --master-host H` runs only a Locust worker; it records into its own `--run-dir` and sends
 what it records to the master, whose run directory ends with every worker's history
