@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chaos.drill_faults import DrillFaults
-from chaos.drill_model import Drill, FaultStep
+from chaos.drill_model import WORKLOAD_FAULTS, Drill, FaultStep
 from chaos.nemesis import ActiveFault, FaultCatalog, Nemesis, catalog_for
 from chaos.recovery import Point, first_completion_s, rate_between, recovery_s
 from harness.checker import Expectations, Verdict
@@ -181,7 +181,10 @@ class Schedule:
         run = self.runs[index]
         run.started_at = time.time()  # a restart is done within start(): its window opens here
         try:
-            active = self.nemesis.start(run.step.name, **run.step.params, count=run.step.count)
+            params = {**run.step.params}
+            if run.step.name in WORKLOAD_FAULTS:
+                params["count"] = run.step.count
+            active = self.nemesis.start(run.step.name, **params)
         except Exception as exc:  # noqa: BLE001  (a fault that failed to inject is the drill's finding)
             run.error = f"{run.step.name} failed to inject: {type(exc).__name__}: {exc}"
             return
