@@ -128,6 +128,11 @@ class RunReport:
     unreadable: list[str] = field(default_factory=list)
 
     @property
+    def locust_files(self) -> list[str]:
+        """Locust's own HTML report and CSV files of a load run, beside this report."""
+        return sorted(p.name for p in self.run_dir.glob("locust*") if p.suffix in {".html", ".csv"})
+
+    @property
     def run_verdict(self) -> VerdictRecord | None:
         """The run's checker verdict: results.json's, else every per-test check merged; None when
         nothing was checked."""

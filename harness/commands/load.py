@@ -8,7 +8,8 @@ directory through the environment, and reads back what it recorded. A run:
 2. Locust, shaped by the profile (steady, spike, soak), writing `histories/locust-<pid>.jsonl`
    per process and its own `locust_*.csv` and `locust.html` into the run directory;
 3. the backlog drained (bounded), the invariant check over the merged histories, the SLOs
-   (harness/load/slo.py) judged from the record, `slo.json`, `results.json` and `report.html`;
+   (harness/load/slo.py) judged from the record, into `results.json` (`slos`, `metrics`) and
+   `report.html`;
 4. exit 0 only if every SLO and every invariant held; otherwise the failures are named.
 
 `--drill NAME` runs a drill's faults during the load (harness/commands/load_drill.py).
@@ -52,7 +53,6 @@ LOAD_ENV = {
 }
 LOCUST_GRACE_S = 60.0
 STOP_TIMEOUT_S = 2  # seconds users get to finish their iteration; then in-flight calls stay open (info)
-SLO_TABLE = "slo.json"
 WORKERS_MAX_WAIT_S = 60  # a master whose workers never come gives up instead of waiting forever
 T = TypeVar("T")
 DEFAULT_MASTER_PORT = 5557
@@ -396,16 +396,15 @@ def _growth(before: float | None, after: float | None) -> float | None:
 
 
 def judge(run: LoadRun, merged: History, live: LiveCheck, locust_exit: int, rss_growth: float | None) -> bool:
-    """SLOs and invariants into slo.json, checks.jsonl, results.json and the report; prints the table."""
+    """SLOs and invariants into checks.jsonl, results.json and the report; prints the table."""
     from harness.load.measure import measure
-    from harness.load.slo import evaluate, write_slo_table
+    from harness.load.slo import evaluate, slo_records
     from harness.record import RunReader
     from harness.record.records import RunResults, SettleRecord, VerdictRecord
 
     samples = RunReader(run.writer.root).samples()
     metrics = measure(merged, live.settled.snapshot.tasks, samples, rss_growth)
     slos = evaluate(run.thresholds, metrics)
-    write_slo_table(run.writer.root / SLO_TABLE, run.profile.name, slos, metrics)
     run.writer.check("load", "load", live.verdict, settled=live.settled)
     reasons = run.problems + failure_reasons(slos, live, locust_exit, len(merged))
     results = RunResults(
@@ -417,6 +416,8 @@ def judge(run: LoadRun, merged: History, live: LiveCheck, locust_exit: int, rss_
         settle=SettleRecord.of(live.settled),
         target=str(run.target) if run.target else None,
         timings=run.timings,
+        slos=slo_records(slos),
+        metrics=dict(metrics),
     )
     run.writer.results(results)
     report = _timed(run, "report_s", lambda: _report(run.writer.root))

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel
-
 from harness.load.profiles import PROFILES
+from harness.record.records import SloRecord
 
 METRICS: dict[str, str] = {
     "submit_p50_ms": "POST /tasks latency, median (ms)",
@@ -138,46 +137,15 @@ def evaluate(thresholds: tuple[Threshold, ...], metrics: Mapping[str, float | No
     return tuple(results)
 
 
-class SloRow(BaseModel):
-    """One judged SLO as `slo.json` holds it."""
-
-    metric: str
-    op: str
-    limit: float
-    value: float | None
-    status: SloStatus
-
-    @classmethod
-    def of(cls, result: SloResult) -> SloRow:
-        t = result.threshold
-        return cls(metric=t.metric, op=t.op, limit=t.limit, value=result.value, status=result.status)
-
-
-class SloTable(BaseModel):
-    """`slo.json` of a load run: every SLO judged and every metric measured. Written and read
-    only through this type (`write_slo_table`, `read_slo_table`)."""
-
-    profile: str
-    passed: bool
-    slos: tuple[SloRow, ...]
-    metrics: dict[str, float | None]
-
-    def row(self, metric: str) -> SloRow:
-        return next(row for row in self.slos if row.metric == metric)
-
-
-def write_slo_table(
-    path: Path, profile: str, results: Sequence[SloResult], metrics: Mapping[str, float | None]
-) -> SloTable:
-    table = SloTable(
-        profile=profile,
-        passed=all(r.status == "passed" for r in results),
-        slos=tuple(SloRow.of(r) for r in results),
-        metrics=dict(metrics),
+def slo_records(results: Sequence[SloResult]) -> tuple[SloRecord, ...]:
+    """The judged SLOs as the run record keeps them (results.json's `slos`)."""
+    return tuple(
+        SloRecord(
+            metric=r.threshold.metric,
+            op=r.threshold.op,
+            limit=r.threshold.limit,
+            value=r.value,
+            status=r.status,
+        )
+        for r in results
     )
-    path.write_text(table.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    return table
-
-
-def read_slo_table(path: Path) -> SloTable:
-    return SloTable.model_validate_json(path.read_text(encoding="utf-8"))

@@ -270,6 +270,16 @@ class SuiteResult(Record):
     note: str = ""
 
 
+class SloRecord(Record):
+    """One judged service-level objective of a load run (k6 threshold style): `metric op limit`."""
+
+    metric: str
+    op: str
+    limit: float
+    value: float | None
+    status: Literal["passed", "failed"]
+
+
 class RunResults(Record):
     """`results.json`: the run's verdict and how it was reached. `passed` is the exit code's truth:
     for a gate, every suite passed and the verdict held; for a check, the verdict held."""
@@ -286,4 +296,9 @@ class RunResults(Record):
     budget_s: float | None = None
     target: str | None = None
     timings: dict[str, float] = Field(default_factory=dict)
+    slos: tuple[SloRecord, ...] = ()
+    metrics: dict[str, float | None] = Field(default_factory=dict)
     report: str | None = None
+
+    def slo(self, metric: str) -> SloRecord:
+        return next(row for row in self.slos if row.metric == metric)

@@ -16,11 +16,10 @@ from harness.load.slo import (
     evaluate,
     load_slo_file,
     parse_threshold,
-    read_slo_table,
+    slo_records,
     thresholds_for,
-    write_slo_table,
 )
-from harness.record.records import QueueLevel, Sample
+from harness.record.records import QueueLevel, RunResults, Sample, VerdictRecord
 from harness.state import TaskRow
 from loadtests.shapes import Stage, spike, stages_for, steady, tick
 
@@ -80,7 +79,7 @@ def test_an_slo_file_is_read_and_an_unknown_metric_in_it_named(tmp_path: Path) -
         load_slo_file(bad)
 
 
-def test_evaluate_fails_a_missed_and_an_unmeasured_slo_and_the_table_round_trips(tmp_path: Path) -> None:
+def test_evaluate_fails_a_missed_and_an_unmeasured_slo_and_the_record_keeps_it() -> None:
     thresholds = thresholds_for("soak")
     metrics: dict[str, float | None] = {t.metric: t.limit / 2 for t in thresholds}
     metrics["throughput_min_per_s"] = 1.0
@@ -92,10 +91,12 @@ def test_evaluate_fails_a_missed_and_an_unmeasured_slo_and_the_table_round_trips
         results["worker_rss_growth_mb"].line
         == "SLO worker_rss_growth_mb < 100 FAILED (measured not measured)"
     )
-    table = write_slo_table(tmp_path / "slo.json", "soak", tuple(results.values()), metrics)
-    assert read_slo_table(tmp_path / "slo.json") == table
-    assert not table.passed
-    assert table.row("submit_p95_ms").status == "passed"
+    records = slo_records(tuple(results.values()))
+    kept = RunResults(kind="load", passed=False, verdict=VerdictRecord(valid="held"), slos=records)
+    assert RunResults.model_validate_json(kept.to_json()) == kept
+    assert kept.slo("submit_p95_ms").status == "passed"
+    assert kept.slo("throughput_min_per_s").status == "failed"
+    assert kept.slo("worker_rss_growth_mb").value is None
 
 
 # --- shapes -------------------------------------------------------------------------------------

@@ -390,3 +390,26 @@ def test_queue_depths_leave_a_gap_where_the_broker_did_not_answer() -> None:
         "ast.simulate.q": [(0.0, 4.0), (2.0, 4.0)],
         "ast.jobs.dlq": [(0.0, 0.0), (2.0, 1.0)],
     }
+
+
+def test_a_load_runs_slos_are_drawn_as_a_table(tmp_path: Path) -> None:
+    from harness.record import RunWriter
+    from harness.record.records import RunResults, SloRecord, VerdictRecord
+    from reports.html import build_report
+
+    writer = RunWriter.create(tmp_path / "load", "load")
+    slos = (
+        SloRecord(metric="submit_p95_ms", op="<", limit=500, value=31.2, status="passed"),
+        SloRecord(metric="queue_depth_max", op="<", limit=100, value=None, status="failed"),
+    )
+    writer.results(RunResults(kind="load", passed=False, verdict=VerdictRecord(valid="held"), slos=slos))
+    (tmp_path / "load" / "locust.html").write_text("<html></html>")
+
+    html = build_report(tmp_path / "load").read_text()
+
+    section = html[html.index('id="slos"') :]
+    assert "submit_p95_ms" in section
+    assert "31.2" in section
+    assert "queue_depth_max" in section
+    assert "not measured" in section
+    assert 'href="locust.html"' in section
