@@ -169,12 +169,18 @@ async def exact_ready_counts(amqp_url: str, names: list[str]) -> dict[str, int]:
     return counts
 
 
-def _with_exact(depths: tuple[QueueDepth, ...], exact: Mapping[str, int]) -> tuple[QueueDepth, ...]:
+def with_exact(depths: tuple[QueueDepth, ...], exact: Mapping[str, int]) -> tuple[QueueDepth, ...]:
+    """Depths with the exact ready counts of a passive declare where there are any: then a queue
+    holds exactly its ready plus unacknowledged messages. The management API's own total is
+    statistics, which go stale (after a cluster node is lost it kept reporting 8 messages in a
+    queue whose leader held none), so it is trusted only where no exact count was read."""
     out = []
     for q in depths:
-        ready = max(q.ready, exact.get(q.name, 0)) if q.name in exact else q.ready
-        messages = max(q.messages, ready + q.unacked)
-        out.append(QueueDepth(q.name, q.kind, messages, ready, q.unacked, q.consumers))
+        if q.name in exact:
+            ready = exact[q.name]
+            out.append(QueueDepth(q.name, q.kind, ready + q.unacked, ready, q.unacked, q.consumers))
+        else:
+            out.append(q)
     return tuple(out)
 
 
@@ -193,7 +199,7 @@ async def read_rabbitmq(
         depths = await management.depths()
         if amqp_url:
             names = [q.name for q in depths if q.kind in {"job", "retry", "dlq"}]
-            depths = _with_exact(depths, await exact_ready_counts(amqp_url, names))
+            depths = with_exact(depths, await exact_ready_counts(amqp_url, names))
         dlq = next((q for q in depths if q.kind == "dlq"), None)
         if not peek_dlq or dlq is None:
             return RabbitState(depths, (), dlq is None or dlq.messages == 0)

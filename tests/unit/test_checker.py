@@ -653,3 +653,17 @@ def test_a_subset_of_checkers_composes() -> None:
     history, snapshot = healthy()
     verdict = check_all(history, snapshot, checkers=ALL_CHECKERS[:2])
     assert [r.number for r in verdict.results] == [1, 2]
+
+
+def test_exact_ready_counts_replace_stale_management_totals() -> None:
+    """After a cluster node is lost the management API kept reporting 8 messages in a retry queue
+    whose leader held none; the exact count by passive declare (plus unacked) is what a queue holds."""
+    from harness.observe.rabbitmq import with_exact
+
+    stale = QueueDepth("ast.simulate.retry.200ms.q", "retry", messages=8, ready=0, unacked=0)
+    busy = QueueDepth("ast.simulate.q", "job", messages=1, ready=1, unacked=2)
+    unread = QueueDepth("ast.jobs.dlq", "dlq", messages=3, ready=3)
+
+    fixed = with_exact((stale, busy, unread), {"ast.simulate.retry.200ms.q": 0, "ast.simulate.q": 4})
+
+    assert [(q.messages, q.ready, q.unacked) for q in fixed] == [(0, 0, 0), (6, 4, 2), (3, 3, 0)]
