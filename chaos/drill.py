@@ -33,7 +33,7 @@ from harness.live_check import LiveCheck, check_deployment
 from harness.load.merge import merge_histories
 from harness.observe.sampler import Sampler
 from harness.record import RunWriter
-from harness.record.records import Sample
+from harness.record.records import DrillRecord, Sample
 from harness.stack.base import StackEndpoints, StackProvider
 from harness.stack.readiness import run_sync
 from harness.stack.reset import reset_service_state
@@ -82,6 +82,25 @@ class DrillResult:
         if self.verdict is None:
             return []
         return [f"{r.number} {r.name}" for r in self.verdict.results if r.status != "held"]
+
+    def to_record(self) -> DrillRecord:
+        return DrillRecord(
+            name=self.name,
+            passed=self.passed,
+            fault_window=self.fault_window,
+            sent=self.sent,
+            accepted=self.accepted,
+            completed=self.completed,
+            failed=self.failed,
+            lost=self.lost,
+            duplicated=self.duplicated,
+            steady_rate=self.steady_rate,
+            recovery_s=self.recovery_s,
+            first_completion_s=self.first_completion_s,
+            duration_s=self.duration_s,
+            broken=tuple(self.broken),
+            reasons=tuple(self.reasons),
+        )
 
 
 class Workload:

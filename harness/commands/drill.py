@@ -254,7 +254,8 @@ def finish(results: Sequence[DrillResult], writer: RunWriter, target: Path | Non
         verdict=merge_checks(checks),
         checked=len(checks),
         target=str(target) if target else None,
-        timings={"total_s": round(total_s, 1), **drill_timings(results)},
+        timings={"total_s": round(total_s, 1)},
+        drills=tuple(r.to_record() for r in results),
     )
     writer.results(record)
     from rich.console import Console
@@ -264,19 +265,6 @@ def finish(results: Sequence[DrillResult], writer: RunWriter, target: Path | Non
     print_table(results, total_s)
     typer.echo(f"record {writer.root}  report {report or '(none)'}")
     return record.passed
-
-
-def drill_timings(results: Sequence[DrillResult]) -> dict[str, float]:
-    """Each drill's duration, recovery and first completion, as `<drill>.<measure>_s` keys (the
-    run record has no per-drill field for them yet)."""
-    out: dict[str, float] = {}
-    for r in results:
-        out[f"{r.name}.duration_s"] = r.duration_s
-        if r.recovery_s is not None:
-            out[f"{r.name}.recovery_s"] = r.recovery_s
-        if r.first_completion_s is not None:
-            out[f"{r.name}.first_completion_s"] = r.first_completion_s
-    return out
 
 
 def print_table(results: Sequence[DrillResult], total_s: float) -> None:

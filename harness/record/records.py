@@ -280,6 +280,28 @@ class SloRecord(Record):
     status: Literal["passed", "failed"]
 
 
+class DrillRecord(Record):
+    """One drill's verdict row (the contract's): what was sent and how it settled, the fault
+    window, recovery (from the heal to throughput back at 90% of steady state) and the first
+    completion after the fault began, and why it failed if it did."""
+
+    name: str
+    passed: bool
+    fault_window: str
+    sent: int
+    accepted: int
+    completed: int
+    failed: int
+    lost: int
+    duplicated: int
+    steady_rate: float | None = None
+    recovery_s: float | None = None
+    first_completion_s: float | None = None
+    duration_s: float = 0.0
+    broken: tuple[str, ...] = ()
+    reasons: tuple[str, ...] = ()
+
+
 class RunResults(Record):
     """`results.json`: the run's verdict and how it was reached. `passed` is the exit code's truth:
     for a gate, every suite passed and the verdict held; for a check, the verdict held."""
@@ -298,6 +320,7 @@ class RunResults(Record):
     timings: dict[str, float] = Field(default_factory=dict)
     slos: tuple[SloRecord, ...] = ()
     metrics: dict[str, float | None] = Field(default_factory=dict)
+    drills: tuple[DrillRecord, ...] = ()
     report: str | None = None
 
     def slo(self, metric: str) -> SloRecord:

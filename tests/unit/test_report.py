@@ -413,3 +413,47 @@ def test_a_load_runs_slos_are_drawn_as_a_table(tmp_path: Path) -> None:
     assert "queue_depth_max" in section
     assert "not measured" in section
     assert 'href="locust.html"' in section
+
+
+def test_a_drill_runs_verdict_rows_are_drawn_as_a_table(tmp_path: Path) -> None:
+    from harness.record import RunWriter
+    from harness.record.records import DrillRecord, RunResults, VerdictRecord
+    from reports.html import build_report
+
+    writer = RunWriter.create(tmp_path / "drill", "drill")
+    rows = (
+        DrillRecord(
+            name="worker-kill",
+            passed=True,
+            fault_window="6.0-7.5s",
+            sent=90,
+            accepted=90,
+            completed=86,
+            failed=4,
+            lost=0,
+            duplicated=0,
+            recovery_s=0.3,
+            first_completion_s=0.9,
+        ),
+        DrillRecord(
+            name="db-kill",
+            passed=False,
+            fault_window="6.0-8.2s",
+            sent=90,
+            accepted=79,
+            completed=70,
+            failed=4,
+            lost=5,
+            duplicated=0,
+            broken=("1 no lost task",),
+        ),
+    )
+    writer.results(RunResults(kind="drill", passed=False, verdict=VerdictRecord(valid="broken"), drills=rows))
+
+    section = build_report(tmp_path / "drill").read_text().split('id="drills"', 1)[1]
+
+    assert "worker-kill" in section
+    assert "0.3 s" in section
+    assert "db-kill" in section
+    assert "1 no lost task" in section
+    assert section.count(">FAIL<") == 1
