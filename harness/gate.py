@@ -123,6 +123,11 @@ class CaseCounts:
     skipped: int = 0
     time_s: float = 0.0
 
+    def totals(self) -> TestTotals:
+        return TestTotals(
+            total=self.tests, passed=self.passed, failed=self.failed, errors=self.errors, skipped=self.skipped
+        )
+
     def __add__(self, other: CaseCounts) -> CaseCounts:
         return CaseCounts(
             self.tests + other.tests,
@@ -217,20 +222,13 @@ class SuiteRun:
     note: str = ""
 
     def to_record(self) -> SuiteResult:
-        counts = self.counts
         return SuiteResult(
             name=self.suite.name,
             status=self.status,
             exit_code=self.exit_code,
             allowance_s=round(self.allowance_s, 1),
             duration_s=round(self.elapsed_s, 2),
-            tests=TestTotals(
-                total=counts.tests,
-                passed=counts.passed,
-                failed=counts.failed,
-                errors=counts.errors,
-                skipped=counts.skipped,
-            ),
+            tests=self.counts.totals(),
             junit=str(self.junit) if self.junit else None,
             log=str(self.log) if self.log else None,
             note=self.note,
@@ -439,13 +437,7 @@ def gate_results(
         verdict=verdict,
         checked=len(checks),
         suites=tuple(r.to_record() for r in runs),
-        tests=TestTotals(
-            total=tests.tests,
-            passed=tests.passed,
-            failed=tests.failed,
-            errors=tests.errors,
-            skipped=tests.skipped,
-        ),
+        tests=tests.totals(),
         budget_s=budget_s,
         target=str(target) if target else None,
         timings=_timings(runs, elapsed_s),

@@ -25,6 +25,7 @@ from service.worker import processor as processor_module
 from service.worker.context import TaskContext
 from service.worker.lifecycle import Claim, ClaimResult, Failure, TaskLifecycle
 from service.worker.processor import MessageProcessor
+from tests.fakes import FakeMessage
 
 pytestmark = pytest.mark.unit
 
@@ -44,26 +45,10 @@ JOB_FAILURES: dict[str, BaseException] = {
 }
 
 
-@dataclass
-class FakeMessage:
-    body: bytes = json.dumps({"taskId": str(TASK_ID), "type": "simulate", "payload": {}}).encode()
-    headers: dict[str, Any] = field(default_factory=dict)
-    message_id: str | None = "m-1"
-    routing_key: str = "job.simulate"
-    settled: list[str] = field(default_factory=list)
 
-    @property
-    def processed(self) -> bool:
-        return bool(self.settled)
 
-    async def ack(self) -> None:
-        self.settled.append("ack")
-
-    async def nack(self, requeue: bool = True) -> None:
-        self.settled.append(f"nack requeue={requeue}")
-
-    async def reject(self, requeue: bool = False) -> None:
-        self.settled.append(f"reject requeue={requeue}")
+def job_message() -> FakeMessage:
+    return FakeMessage(json.dumps({"taskId": str(TASK_ID), "type": "simulate", "payload": {}}).encode())
 
 
 @dataclass
@@ -111,7 +96,7 @@ async def run_job(job: Any, lifecycle: FakeLifecycle, monkeypatch: pytest.Monkey
         raise AssertionError("a job message is never poison here")
 
     monkeypatch.setattr(processor_module, "job_for", lambda *_: job)
-    message = FakeMessage()
+    message = job_message()
     worker = MessageProcessor(cast(TaskLifecycle, lifecycle), Settings(), dead_letter)
     await asyncio.wait_for(worker.process(cast(AbstractIncomingMessage, message)), 60)
     return message

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 import pytest
@@ -16,32 +15,13 @@ from service.config import Settings
 from service.models import TaskType
 from service.worker.lifecycle import TaskLifecycle
 from service.worker.processor import JobMessage, MessageProcessor, PoisonMessage
+from tests.fakes import FakeMessage
 
 pytestmark = pytest.mark.unit
 
 TASK_ID = "6e00fbba-7c54-44d6-8aa0-77ce4267fd19"
 
 
-@dataclass
-class FakeMessage:
-    body: bytes
-    headers: dict[str, Any] = field(default_factory=dict)
-    message_id: str | None = "m-1"
-    routing_key: str = "job.simulate"
-    settled: list[str] = field(default_factory=list)
-
-    @property
-    def processed(self) -> bool:
-        return bool(self.settled)
-
-    async def ack(self) -> None:
-        self.settled.append("ack")
-
-    async def nack(self, requeue: bool = True) -> None:
-        self.settled.append(f"nack requeue={requeue}")
-
-    async def reject(self, requeue: bool = False) -> None:
-        self.settled.append(f"reject requeue={requeue}")
 
 
 def parse(body: bytes, **fields: Any) -> JobMessage:

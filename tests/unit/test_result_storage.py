@@ -26,6 +26,7 @@ from service.worker import processor as processor_module
 from service.worker.context import TaskContext
 from service.worker.lifecycle import Claim, ClaimResult, Failure, TaskLifecycle
 from service.worker.processor import MessageProcessor
+from tests.fakes import FakeMessage
 
 pytestmark = pytest.mark.unit
 
@@ -78,26 +79,10 @@ OUTAGES: dict[str, BaseException] = {
 }
 
 
-@dataclass
-class FakeMessage:
-    body: bytes = json.dumps({"taskId": str(TASK_ID), "type": "simulate", "payload": {}}).encode()
-    headers: dict[str, Any] = field(default_factory=dict)
-    message_id: str | None = "m-1"
-    routing_key: str = "job.simulate"
-    settled: list[str] = field(default_factory=list)
 
-    @property
-    def processed(self) -> bool:
-        return bool(self.settled)
 
-    async def ack(self) -> None:
-        self.settled.append("ack")
-
-    async def nack(self, requeue: bool = True) -> None:
-        self.settled.append(f"nack requeue={requeue}")
-
-    async def reject(self, requeue: bool = False) -> None:
-        self.settled.append(f"reject requeue={requeue}")
+def job_message() -> FakeMessage:
+    return FakeMessage(json.dumps({"taskId": str(TASK_ID), "type": "simulate", "payload": {}}).encode())
 
 
 @dataclass
@@ -145,7 +130,7 @@ async def run_job_returning(
         raise AssertionError("a job message is never poison here")
 
     monkeypatch.setattr(processor_module, "job_for", lambda *_: job)
-    message = FakeMessage()
+    message = job_message()
     worker = MessageProcessor(cast(TaskLifecycle, lifecycle), Settings(), dead_letter)
     await asyncio.wait_for(worker.process(cast(AbstractIncomingMessage, message)), 60)
     return message
