@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from chaos.drill import DrillResult
     from chaos.drill_model import Drill
     from harness.record import RunWriter
+    from harness.record.records import DrillRecord
     from harness.stack.base import StackProvider
 
 DRILL_ENV = {
@@ -262,12 +263,13 @@ def finish(results: Sequence[DrillResult], writer: RunWriter, target: Path | Non
 
     report = build_report(writer.root, Console(stderr=True))
     writer.results(record.model_copy(update={"report": report}))
-    print_table(results, total_s)
+    print_table(record.drills, total_s)
     typer.echo(f"record {writer.root}  report {report or '(none)'}")
     return record.passed
 
 
-def print_table(results: Sequence[DrillResult], total_s: float) -> None:
+def print_table(results: Sequence[DrillRecord], total_s: float) -> None:
+    """The contract's verdict rows, printed from the run record they were written to."""
     from rich.console import Console
     from rich.table import Table
 
