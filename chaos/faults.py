@@ -100,9 +100,7 @@ class ProcessFault:
 async def consumer_tags(management_url: str, vhost: str = "/") -> dict[str, set[str]]:
     """The consumer tags on each work queue, from the management API's consumers list."""
     async with Management(management_url, vhost=vhost) as management:
-        response = await management.http.get(f"/api/consumers/{'%2F' if vhost == '/' else vhost}")
-        response.raise_for_status()
-        rows: list[dict[str, Any]] = response.json()
+        rows = await management.consumer_rows()
     tags: dict[str, set[str]] = {name: set() for name in WORK_QUEUES}
     for row in rows:
         queue = (row.get("queue") or {}).get("name")

@@ -163,7 +163,9 @@ class QueueDepth:
 
 @dataclass(frozen=True)
 class QueueMessage:
-    """A message read without consuming it; `task_id` is None when the body is not a job message."""
+    """A message read without consuming it; `task_id` is None when the body is not a job message.
+    `death_reason` comes from the broker's `x-death`; `reason` is the service's own `x-ast-reason`
+    header, where a deployment sets one (the checker never needs it)."""
 
     queue: str
     task_id: str | None
@@ -172,6 +174,7 @@ class QueueMessage:
     redelivered: bool = False
     death_reason: str | None = None
     death_count: int = 0
+    reason: str | None = None
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,21 @@ class Management:
         granted = await self.http.put(f"/api/permissions/{name}/{quote(user, safe='')}", json=rights)
         granted.raise_for_status()
 
+    async def queue(self, name: str) -> dict[str, Any]:
+        """Everything the management API says of one queue (a quorum queue's `leader`, `members`,
+        `online` among it)."""
+        response = await self.http.get(self._queues_path(name))
+        response.raise_for_status()
+        row: dict[str, Any] = response.json()
+        return row
+
+    async def consumer_rows(self) -> list[dict[str, Any]]:
+        """Every consumer of the vhost: its tag, channel and queue."""
+        response = await self.http.get(f"/api/consumers/{quote(self.vhost, safe='')}")
+        response.raise_for_status()
+        rows: list[dict[str, Any]] = response.json()
+        return rows
+
     async def consumers(self) -> dict[str, int]:
         return {q["name"]: int(q.get("consumers") or 0) for q in await self.queue_rows("name,consumers")}
 
@@ -148,7 +163,13 @@ def _queue_message(queue: str, raw: dict[str, Any]) -> QueueMessage:
         redelivered=bool(raw.get("redelivered")),
         death_reason=f"{first.get('reason')} from {first.get('queue')}" if first else None,
         death_count=sum(int(d.get("count") or 0) for d in deaths),
+        reason=_text_header(properties, "x-ast-reason"),
     )
+
+
+def _text_header(properties: dict[str, Any], name: str) -> str | None:
+    value = (properties.get("headers") or {}).get(name)
+    return str(value) if value is not None else None
 
 
 async def exact_ready_counts(amqp_url: str, names: list[str]) -> dict[str, int]:

@@ -17,12 +17,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from urllib.parse import quote, unquote, urlsplit
 
 import aio_pika
 import httpx
 import psutil
 
+from harness.observe.rabbitmq import Management
 from harness.stack.base import StackError
 from harness.stack.ports import free_port, is_listening
 from harness.stack.processes import ManagedProcess, run_checked
@@ -274,14 +274,9 @@ async def quorum_status(management_urls: str | list[str], queue: str, vhost: str
     urls = [management_urls] if isinstance(management_urls, str) else management_urls
     last: Exception | None = None
     for url in urls:
-        parts = urlsplit(url)
-        auth = (unquote(parts.username or "guest"), unquote(parts.password or "guest"))
-        base = f"{parts.scheme}://{parts.hostname}:{parts.port}"
         try:
-            async with httpx.AsyncClient(base_url=base, auth=auth, timeout=5) as client:
-                response = await client.get(f"/api/queues/{quote(vhost, safe='')}/{quote(queue, safe='')}")
-                response.raise_for_status()
-                row = response.json()
+            async with Management(url, vhost=vhost, timeout_s=5) as management:
+                row = await management.queue(queue)
         except httpx.HTTPError as exc:
             last = exc
             continue

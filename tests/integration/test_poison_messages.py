@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import aio_pika
 import httpx
@@ -106,19 +105,10 @@ async def publish(amqp_url: str, messages: list[Poison]) -> None:
 
 
 async def dlq_reasons(endpoints: StackEndpoints, count: int) -> dict[str, str]:
-    """message id -> `x-ast-reason` of the DLQ's messages, none consumed. `Management.peek` says who is
-    there; the header comes from the same non-consuming get, as `QueueMessage` carries no headers."""
-    vhost = vhost_of(endpoints.amqp_url)
-    async with Management(endpoints.management_url, vhost=vhost) as management:
+    """message id -> `x-ast-reason` of the DLQ's messages, none consumed."""
+    async with Management(endpoints.management_url, vhost=vhost_of(endpoints.amqp_url)) as management:
         peeked = await management.peek(DLQ, count)
-        response = await management.http.post(
-            f"/api/queues/{quote(vhost, safe='')}/{quote(DLQ, safe='')}/get",
-            json={"count": count, "ackmode": "ack_requeue_true", "encoding": "auto", "truncate": 100},
-        )
-        response.raise_for_status()
-    properties = [raw["properties"] for raw in response.json()]
-    reasons = {p.get("message_id"): str((p.get("headers") or {}).get("x-ast-reason", "")) for p in properties}
-    return {m.message_id: reasons.get(m.message_id, "") for m in peeked if m.message_id}
+    return {m.message_id: m.reason or "" for m in peeked if m.message_id}
 
 
 def logged_poison(logs: list[Path]) -> dict[str, str]:

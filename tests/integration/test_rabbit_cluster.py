@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
-import httpx
 import pytest
 
 from chaos.nemesis import LocalFaults, Nemesis
 from harness.history import History
+from harness.observe.rabbitmq import Management
 from harness.record import RunWriter
 from harness.stack.base import load_target
 from harness.stack.local import LocalStack
@@ -66,11 +66,9 @@ def _status(cluster: LocalStack, queue: str) -> QuorumStatus:
 
 
 async def _quorum_queues(management_url: str) -> list[str]:
-    async with httpx.AsyncClient(timeout=10) as client:
-        base = management_url.rstrip("/")
-        response = await client.get(f"{base}/api/queues/%2F", params={"columns": "name,type"})
-        response.raise_for_status()
-    return sorted(q["name"] for q in response.json() if q.get("type") == "quorum")
+    async with Management(management_url) as management:
+        rows = await management.queue_rows("name,type")
+    return sorted(q["name"] for q in rows if q.get("type") == "quorum")
 
 
 def _all_online(cluster: LocalStack, timeout_s: float = 60.0) -> None:
