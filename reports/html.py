@@ -33,7 +33,7 @@ from reports.charts import (
 )
 from reports.model import RunReport, load_run
 from reports.series import Point, job_of, queue_depths, task_counts, terminal_growth
-from reports.timelines import task_anchor
+from reports.timelines import RequestView, task_anchor
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATUS_COLORS = {
@@ -110,6 +110,9 @@ def build_charts(report: RunReport) -> list[ChartView]:
     axis = TimeAxis(start, max(end, start + 1.0))
     shades = [Shade(f.start, f.end, f.name) for f in report.faults]
     charts = [_throughput_chart(report, axis, shades), _latency_chart(report, axis, shades)]
+    submits = [r for r in report.requests if r.f == "submit" and r.done_at > r.invoked_at]
+    if submits:
+        charts.append(_submit_latency_chart(submits, axis, shades))
     depths = queue_depths(report.samples)
     if depths:
         charts.append(_queue_chart(depths, axis, shades))
@@ -160,14 +163,29 @@ def _latency_chart(report: RunReport, axis: TimeAxis, shades: Sequence[Shade]) -
                 radius=2.6 if status == "COMPLETED" else 4.0,
             )
         )
-    p95 = binned_quantile(
-        ((p.submitted_at, p.latency_s * scale) for p in points), axis, choose_bin(axis, 30), 0.95
-    )
-    if p95:
-        series.append(Series("p95", p95, "#0f172a"))
-    caption = f"submit → terminal per task ({len(points)} tasks), by submit time; p95 per bin"
+    series += _percentile_lines([(p.submitted_at, p.latency_s * scale) for p in points], axis)
+    caption = f"submit → terminal per task ({len(points)} tasks), by submit time; p50/p95/p99 per bin"
     svg = time_chart(axis, series, title="Latency", unit=unit, shades=shades)
     return ChartView("Latency", caption, Markup(svg))
+
+
+PERCENTILES = ((0.50, "p50", "#64748b"), (0.95, "p95", "#0f172a"), (0.99, "p99", "#7c3aed"))
+
+
+def _percentile_lines(points: Sequence[tuple[float, float]], axis: TimeAxis) -> list[Series]:
+    bin_s = choose_bin(axis, 30)
+    lines = [(name, colour, binned_quantile(points, axis, bin_s, q)) for q, name, colour in PERCENTILES]
+    return [Series(name, line, colour) for name, colour, line in lines if line]
+
+
+def _submit_latency_chart(
+    submits: Sequence[RequestView], axis: TimeAxis, shades: Sequence[Shade]
+) -> ChartView:
+    """How long `POST /tasks` took, by when it was sent: p50, p95 and p99 per bin."""
+    points = [(r.invoked_at, (r.done_at - r.invoked_at) * 1000.0) for r in submits]
+    svg = time_chart(axis, _percentile_lines(points, axis), title="Submit latency", unit="ms", shades=shades)
+    caption = f"POST /tasks answer time ({len(points)} submits), by send time; p50/p95/p99 per bin"
+    return ChartView("Submit latency", caption, Markup(svg))
 
 
 def _queue_style(name: str, jobs: list[str]) -> tuple[str, str, float]:

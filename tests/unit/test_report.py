@@ -143,7 +143,7 @@ def test_without_snapshots_the_status_bar_says_it_has_only_client_observations(t
 
 
 def test_charts_are_inline_svg_on_one_axis_with_the_fault_window_shaded(html: str) -> None:
-    titles = ("Throughput", "Latency", "Queue depths", "Tasks by status")
+    titles = ("Throughput", "Latency", "Submit latency", "Queue depths", "Tasks by status")
     assert html.count('<svg class="chart"') == len(titles)
     for title in titles:
         assert f'aria-label="{title}"' in html
@@ -151,6 +151,12 @@ def test_charts_are_inline_svg_on_one_axis_with_the_fault_window_shaded(html: st
     assert "broker-kill" in html
     fault_x = {re.findall(r'<g class="fault">.*?<rect x="([0-9.]+)"', chart_of(html, t))[0] for t in titles}
     assert len(fault_x) == 1, "the fault window sits at the same x in every chart"
+
+
+def test_latency_charts_draw_p50_p95_and_p99(html: str) -> None:
+    for title in ("Latency", "Submit latency"):
+        lines = re.findall(r"<polyline[^>]*><title>(p\d\d)</title>", chart_of(html, title))
+        assert sorted(set(lines)) == ["p50", "p95", "p99"], title
 
 
 def test_the_queue_chart_is_drawn_from_the_samples(run_dir: Path, html: str) -> None:
