@@ -359,6 +359,9 @@ class RabbitCluster:
             self._require_clustered,
             timeout=max(5.0, timeout - (time.monotonic() - started)),
         )
+        # A node that joined while booting may leave feature flags off cluster-wide (once seen:
+        # "Cannot declare a queue ... of type rabbit_quorum_queue ... feature flag is disabled").
+        await asyncio.to_thread(first.rabbitmqctl, "enable_feature_flag", "all")
         return time.monotonic() - started
 
     @staticmethod
