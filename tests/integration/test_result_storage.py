@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 import asyncpg
@@ -27,6 +26,7 @@ from service.worker import processor as processor_module
 from service.worker.context import TaskContext
 from service.worker.lifecycle import TaskLifecycle
 from service.worker.processor import MessageProcessor
+from tests.fakes import FakeMessage
 from tests.integration import test_api
 from tests.integration.test_api import park_task
 
@@ -38,31 +38,9 @@ MARKER = "s3cret-result-text"
 PROCESS_S = 90.0
 
 
-@dataclass
-class FakeDelivery:
-    body: bytes
-    message_id: str = field(default_factory=lambda: f"m-{uuid.uuid4()}")
-    headers: dict[str, Any] = field(default_factory=dict)
-    routing_key: str = "job.simulate"
-    settled: list[str] = field(default_factory=list)
-
-    @property
-    def processed(self) -> bool:
-        return bool(self.settled)
-
-    async def ack(self) -> None:
-        self.settled.append("ack")
-
-    async def nack(self, requeue: bool = True) -> None:
-        self.settled.append(f"nack requeue={requeue}")
-
-    async def reject(self, requeue: bool = False) -> None:
-        self.settled.append(f"reject requeue={requeue}")
-
-
 async def run_job_returning(
     result: Any, db: asyncpg.Pool[Any], monkeypatch: pytest.MonkeyPatch
-) -> tuple[uuid.UUID, FakeDelivery]:
+) -> tuple[uuid.UUID, FakeMessage]:
     async def job(_: TaskContext) -> Any:
         return result
 
@@ -72,14 +50,14 @@ async def run_job_returning(
     monkeypatch.setattr(processor_module, "job_for", lambda *_: job)
     task_id = await park_task(db, Status.PENDING)
     body = json.dumps({"taskId": str(task_id), "type": "simulate", "payload": {}, "retryCount": 0})
-    delivery = FakeDelivery(body.encode())
+    delivery = FakeMessage(body.encode(), message_id=f"m-{uuid.uuid4()}")
     lifecycle = TaskLifecycle(db, "result-storage-test", lease_ms=30_000)
     worker = MessageProcessor(lifecycle, Settings(), dead_letter)
     await asyncio.wait_for(worker.process(cast(AbstractIncomingMessage, delivery)), PROCESS_S)
     return task_id, delivery
 
 
-async def assert_failed_unstorable(db: asyncpg.Pool[Any], task_id: uuid.UUID, delivery: FakeDelivery) -> str:
+async def assert_failed_unstorable(db: asyncpg.Pool[Any], task_id: uuid.UUID, delivery: FakeMessage) -> str:
     async with db.acquire() as conn:
         task = await conn.fetchrow("SELECT * FROM tasks WHERE task_id = $1", task_id)
         events = await conn.fetch(
