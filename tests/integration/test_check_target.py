@@ -26,6 +26,7 @@ import pytest
 from harness.client import ServiceClient
 from harness.history import History
 from harness.record import RunReader
+from tests.harness_up import alive, read_exports
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 HARNESS = Path(sys.executable).parent / "harness"
@@ -42,32 +43,13 @@ class UpStack:
         return self.exports["HARNESS_TARGET"]
 
 
-def _read_exports(proc: subprocess.Popen[str], timeout: float) -> dict[str, str]:
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if line.startswith("export "):
-            return dict(part.split("=", 1) for part in line.split()[1:])
-    raise AssertionError(f"`harness up` printed no export line; exit {proc.poll()}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 @pytest.fixture
 def up_stack(tmp_path: Path) -> Iterator[UpStack]:
     """`harness up --workers 1` in its own session; SIGINT at the end, and nothing may survive it."""
     argv = [str(HARNESS), "up", "--workers", "1", "--run-dir", str(tmp_path / "up")]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        exports = _read_exports(proc, timeout=150)
+        exports = read_exports(proc, timeout=150)
         pids = [proc.pid, *(c.pid for c in psutil.Process(proc.pid).children(recursive=True))]
         yield UpStack(exports, pids)
         proc.send_signal(signal.SIGINT)
@@ -76,7 +58,7 @@ def up_stack(tmp_path: Path) -> Iterator[UpStack]:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    assert [pid for pid in pids if _alive(pid)] == [], "harness up left processes running"
+    assert [pid for pid in pids if alive(pid)] == [], "harness up left processes running"
 
 
 def _run_check(

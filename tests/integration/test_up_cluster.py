@@ -17,35 +17,17 @@ from harness.client import ServiceClient
 from harness.history import History
 from harness.stack.base import load_target
 from harness.stack.servers import LocalServers
+from tests.harness_up import alive, read_exports
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 HARNESS = Path(sys.executable).parent / "harness"
-
-
-def _exports(proc: subprocess.Popen[str], timeout: float) -> dict[str, str]:
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if line.startswith("export "):
-            return dict(part.split("=", 1) for part in line.split()[1:])
-    raise AssertionError(f"`harness up` printed no export line; exit {proc.poll()}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def test_harness_up_with_three_rabbit_nodes(tmp_path: Path) -> None:
     argv = [str(HARNESS), "up", "--rabbit-nodes", "3", "--workers", "1", "--run-dir", str(tmp_path / "up")]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        exports = _exports(proc, timeout=180)
+        exports = read_exports(proc, timeout=180)
         pids = [proc.pid, *(c.pid for c in psutil.Process(proc.pid).children(recursive=True))]
         urls = exports["RABBIT_URL"].split(",")
         assert len(set(urls)) == 3
@@ -65,7 +47,7 @@ def test_harness_up_with_three_rabbit_nodes(tmp_path: Path) -> None:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    assert [pid for pid in pids if _alive(pid)] == [], "harness up left processes running"
+    assert [pid for pid in pids if alive(pid)] == [], "harness up left processes running"
 
 
 def test_a_single_node_stack_does_not_allow_node_loss_and_two_nodes_are_refused(tmp_path: Path) -> None:
