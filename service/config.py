@@ -2,17 +2,48 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tomllib
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from service.repo_url import allowed_host
 
 EXIT_BAD_CONFIG = 2
+CONFIG_FILE_VARIABLE = "AST_CONFIG"
+
+
+class ConfigFileError(ValueError):
+    """AST_CONFIG names a file that cannot be read as this service's settings."""
+
+
+class ConfigFile(TomlConfigSettingsSource):
+    """`AST_CONFIG=/path/config.toml`: the same settings as the environment, keys in either case
+    (`postgres_url` or `POSTGRES_URL`); an unknown key is refused, a typo must not pass unseen."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: str) -> None:
+        if not os.path.isfile(path):
+            raise ConfigFileError(f"{CONFIG_FILE_VARIABLE}: no such file: {path}")
+        try:
+            super().__init__(settings_cls, toml_file=path)
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigFileError(f"{CONFIG_FILE_VARIABLE}: {path} is not valid TOML: {error}") from None
+        self.toml_data = {key.lower(): value for key, value in self.toml_data.items()}
+        unknown = sorted(set(self.toml_data) - set(settings_cls.model_fields))
+        if unknown:
+            raise ConfigFileError(f"{CONFIG_FILE_VARIABLE}: {path}: unknown setting {unknown[0].upper()}")
+        self.init_kwargs = self.toml_data
 
 
 class Settings(BaseSettings):
@@ -38,7 +69,9 @@ class Settings(BaseSettings):
     clone_timeout_ms: int = Field(default=300_000, ge=1000, le=86_400_000)
     clone_max_bytes: int = Field(default=1 << 30, ge=1 << 20, le=1 << 40)
     git_credential_helper: str = Field(default="", max_length=1000)
+    worker_health_host: str = Field(default="127.0.0.1", min_length=1, max_length=255)
     worker_health_port: int = Field(default=9100, ge=0, le=65535)
+    worker_live_after_s: float = Field(default=10.0, gt=0, le=3600)
     shutdown_grace_ms: int = Field(default=30_000, ge=0, le=3_600_000)
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8080, ge=0, le=65535)
@@ -53,6 +86,21 @@ class Settings(BaseSettings):
     reconcile_pending_after_ms: int = Field(default=30_000, ge=100, le=86_400_000)
     reconcile_lease_grace_ms: int = Field(default=15_000, ge=0, le=86_400_000)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then the environment, then the AST_CONFIG file: the environment wins."""
+        path = os.environ.get(CONFIG_FILE_VARIABLE, "").strip()
+        if not path:
+            return init_settings, env_settings
+        return init_settings, env_settings, ConfigFile(settings_cls, path)
 
     @field_validator("api_tokens", mode="before")
     @classmethod
@@ -111,4 +159,6 @@ def settings_or_exit() -> Settings:
         return load_settings()
     except ValidationError as error:
         print(describe_error(error), file=sys.stderr)
-        raise SystemExit(EXIT_BAD_CONFIG) from None
+    except ConfigFileError as error:
+        print(f"invalid configuration: {error}", file=sys.stderr)
+    raise SystemExit(EXIT_BAD_CONFIG)
