@@ -1,19 +1,26 @@
-"""JSON log lines that join the harness's history by taskId; secrets never reach them.
+"""JSON log lines (structlog) that join the harness's history by taskId; secrets never reach them.
 
-Only entry points call `configure_logging`. Records carry `taskId`, `type` and `step` through
-`extra=`; payload contents are never logged. On the way out, as a last line of defence behind
-the callers' own care (`service.repo_url.log_form`), credentials and fragments of URLs, file://
-paths and bearer tokens are masked.
+Only entry points call `configure_logging`. Modules log through the standard `logging` API; the
+lines are rendered by structlog's `ProcessorFormatter`, which adds what `bind_job` and `job_step`
+bound in context variables (`taskId`, `traceId`, `type`, `attempt`, `step`), so every line a job
+writes carries them without each call passing `extra=`. A call's own `extra=` still wins.
+Payload contents are never logged. On the way out, as a last line of defence behind the callers'
+own care (`service.repo_url.log_form`), credentials and fragments of URLs, file:// paths and
+bearer tokens are masked in every field, the message and the traceback alike.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import sys
-from datetime import UTC, datetime
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 from typing import Any
+
+import structlog
+from structlog.contextvars import bound_contextvars, merge_contextvars
+from structlog.typing import Processor, WrappedLogger
 
 _CREDENTIALS_IN_URL = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s:]+(:[^/@\s]*)?@")
 _FRAGMENT_IN_URL = re.compile(r"(?P<url>[a-zA-Z][a-zA-Z0-9+.-]*://[^\s#'\"]*)#[^\s'\"]+")
@@ -21,6 +28,7 @@ _FILE_URL = re.compile(r"(?i)\bfile://[^\s'\"]+")
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"']+")
 _FIELDS = (
     "taskId",
+    "traceId",
     "type",
     "step",
     "durationMs",
@@ -33,6 +41,7 @@ _FIELDS = (
     "count",
     "queue",
 )
+EventDict = MutableMapping[str, Any]
 
 
 def redact(text: str) -> str:
@@ -43,26 +52,70 @@ def redact(text: str) -> str:
     return _BEARER.sub(r"\1***", text)
 
 
-class JsonFormatter(logging.Formatter):
-    def __init__(self, process: str) -> None:
-        super().__init__()
-        self._process = process
+def _redact_values(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    for key, value in event.items():
+        if isinstance(value, str):
+            event[key] = redact(value)
+    return event
 
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "process": self._process,
-            "logger": record.name,
-            "msg": redact(record.getMessage()),
-        }
-        for field in _FIELDS:
-            value = getattr(record, field, None)
-            if value is not None:
-                entry[field] = redact(value) if isinstance(value, str) else value
-        if record.exc_info:
-            entry["exc"] = redact(self.formatException(record.exc_info))
-        return json.dumps(entry, default=str)
+
+def _level_and_logger(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    record: logging.LogRecord | None = event.get("_record")
+    if record is not None:
+        event["level"] = record.levelname
+        event["logger"] = record.name
+    return event
+
+
+def _process_name(process: str) -> Processor:
+    def add(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+        event["process"] = process
+        return event
+
+    return add
+
+
+class JsonFormatter(structlog.stdlib.ProcessorFormatter):
+    """One JSON object per record: ts, level, process, logger, msg, the bound and extra fields, exc."""
+
+    def __init__(self, process: str) -> None:
+        pre_chain: list[Processor] = [
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+            _level_and_logger,
+            _process_name(process),
+            merge_contextvars,
+            structlog.stdlib.ExtraAdder(allow=_FIELDS),
+        ]
+        super().__init__(
+            foreign_pre_chain=pre_chain,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                structlog.processors.EventRenamer("msg"),
+                _rename("exception", "exc"),
+                _redact_values,
+                structlog.processors.JSONRenderer(default=str),
+            ],
+        )
+
+
+def _rename(old: str, new: str) -> Processor:
+    def rename(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+        if old in event:
+            event[new] = event.pop(old)
+        return event
+
+    return rename
+
+
+@contextmanager
+def bind_job(task_id: str, task_type: str, trace_id: str | None) -> Iterator[None]:
+    """Every line logged inside (this task and the threads it starts) carries the job's ids."""
+    fields: dict[str, Any] = {"taskId": task_id, "type": task_type}
+    if trace_id:
+        fields["traceId"] = trace_id
+    with bound_contextvars(**fields):
+        yield
 
 
 def configure_logging(level: str, *, process: str) -> None:
