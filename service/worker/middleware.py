@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from service import tracing
 from service.errors import RetryableJobError, TaskCancelled, TerminalJobError, WaitForEvent
 from service.worker.context import TaskContext
 
@@ -44,6 +45,33 @@ def outcome_of(error: BaseException | None) -> str:
         (asyncio.CancelledError, "handed_back"),
     ]
     return next((label for kind, label in kinds if isinstance(error, kind)), "error")
+
+
+class TracingMiddleware:
+    """The job's span, a child of the submit through the message's traceparent (when tracing).
+
+    A retryable failure is a `retry` event on it, a terminal one a `dead_letter` event: the
+    worker retries the first (or dead-letters it once retries are spent) and dead-letters the second.
+    """
+
+    async def __call__(self, ctx: TaskContext, call_next: Handler) -> dict[str, Any]:
+        if not tracing.enabled():
+            return await call_next(ctx)
+        attributes = {"ast.task_id": str(ctx.task_id), "ast.type": ctx.task_type, "ast.attempt": ctx.attempt}
+        with tracing.job_span(getattr(ctx, "traceparent", None), ctx.task_type, attributes) as span:
+            assert span is not None
+            try:
+                result = await call_next(ctx)
+            except BaseException as error:
+                outcome = outcome_of(error)
+                span.set_attribute("ast.outcome", outcome)
+                if outcome in {"retryable", "error"}:
+                    span.add_event("retry", {"ast.error": _describe(error).removeprefix(": ")})
+                elif outcome == "failed":
+                    span.add_event("dead_letter", {"ast.error": _describe(error).removeprefix(": ")})
+                raise
+            span.set_attribute("ast.outcome", "completed")
+            return result
 
 
 class MetricsMiddleware:

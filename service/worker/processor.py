@@ -32,8 +32,10 @@ from service.errors import (
     TerminalJobError,
     WaitForEvent,
 )
+from service.logs import bind_job
 from service.models import Status, TaskType
 from service.payloads import READABLE_JSON, json_problem
+from service.tracing import traceparent_for
 from service.worker.jobs import job_for
 from service.worker.lifecycle import Claim, Failure, TaskLifecycle, storable_text
 from service.worker.middleware import (
@@ -41,6 +43,7 @@ from service.worker.middleware import (
     MetricsMiddleware,
     Middleware,
     TimeoutMiddleware,
+    TracingMiddleware,
     chain,
 )
 
@@ -82,6 +85,8 @@ class JobMessage:
     task_type: TaskType
     message_id: str | None
     delivery_count: int
+    trace_id: str | None = None
+    traceparent: str | None = None
 
     @classmethod
     def parse(cls, message: AbstractIncomingMessage) -> JobMessage:
@@ -108,7 +113,20 @@ class JobMessage:
         if message.message_id is not None and "\x00" in message.message_id:
             raise PoisonMessage("the message id holds a NUL, which PostgreSQL cannot store", task_id)
         delivery_count = _delivery_count(message.headers or {})
-        return cls(task_id, TaskType(body["type"]), message.message_id, delivery_count)
+        trace = _text_or_none(body.get("traceId")), _traceparent(body, message.headers or {})
+        return cls(task_id, TaskType(body["type"]), message.message_id, delivery_count, *trace)
+
+
+def _text_or_none(value: object) -> str | None:
+    return value[:64] if isinstance(value, str) else None
+
+
+def _traceparent(body: Mapping[str, Any], headers: Mapping[str, Any]) -> str | None:
+    """The W3C trace context of the submit, from the body or an AMQP header (either may carry it)."""
+    value = body.get("traceparent", headers.get("traceparent"))
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    return _text_or_none(value)
 
 
 def _delivery_count(headers: Mapping[str, Any]) -> int:
@@ -124,9 +142,18 @@ def _delivery_count(headers: Mapping[str, Any]) -> int:
 class PostgresTaskContext:
     """The TaskContext of a running job; a report on a cancelled task raises TaskCancelled."""
 
-    def __init__(self, lifecycle: TaskLifecycle, task: asyncpg.Record, settings: Settings) -> None:
+    def __init__(
+        self,
+        lifecycle: TaskLifecycle,
+        task: asyncpg.Record,
+        settings: Settings,
+        traceparent: str | None = None,
+    ) -> None:
         self._lifecycle = lifecycle
         self.task_id: uuid.UUID = task["task_id"]
+        self.trace_id: str | None = task.get("trace_id")
+        derived = None if self.trace_id is None else traceparent_for(self.trace_id, self.task_id)
+        self.traceparent = traceparent or derived
         self.task_type: str = task["type"]
         self.payload: dict[str, Any] = task["payload"]
         self.attempt: int = task["attempt"]
@@ -160,6 +187,7 @@ class MessageProcessor:
         self._settings = settings
         self._dead_letter = dead_letter
         self._middlewares: list[Middleware] = [
+            TracingMiddleware(),
             MetricsMiddleware(),
             LoggingMiddleware(),
             TimeoutMiddleware(settings.job_timeout_ms),
@@ -185,6 +213,10 @@ class MessageProcessor:
             job = JobMessage.parse(message)
         except PoisonMessage as poison:
             return await self._poison(message, poison)
+        with bind_job(str(job.task_id), job.task_type.value, job.trace_id):
+            await self._process_parsed(message, job)
+
+    async def _process_parsed(self, message: AbstractIncomingMessage, job: JobMessage) -> None:
         try:
             await self._process_job(message, job)
         except _DB_ERRORS as error:
@@ -232,7 +264,7 @@ class MessageProcessor:
             await self._run(message, replace(job, task_type=TaskType(claim.task["type"])), claim.task)
 
     async def _run(self, message: AbstractIncomingMessage, job: JobMessage, task: asyncpg.Record) -> None:
-        ctx = PostgresTaskContext(self._lifecycle, task, self._settings)
+        ctx = PostgresTaskContext(self._lifecycle, task, self._settings, job.traceparent)
         handler = chain(job_for(job.task_type, self._settings), self._middlewares)
         runner = asyncio.ensure_future(handler(ctx))
         watcher = asyncio.ensure_future(self._watch(ctx, runner))

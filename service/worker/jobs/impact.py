@@ -21,6 +21,7 @@ from service.graph.impact import analyse_impact
 from service.graph.model import RepositoryGraph
 from service.graph.store import ArtifactCorrupt, ArtifactNotFound, ArtifactStore
 from service.payloads import ImpactPayload
+from service.tracing import job_step
 from service.worker.context import TaskContext
 
 log = logging.getLogger(__name__)
@@ -30,12 +31,14 @@ async def initialize_impact_analysis(ctx: TaskContext) -> dict[str, Any]:
     """The job handler; raises RetryableJobError / TerminalJobError / TaskCancelled."""
     payload = _payload(ctx.payload)
     repository_task = UUID(payload.repository_task_id)
-    await ctx.update(progress=5, state="loading graph")
-    repository = await _completed_result(ctx, repository_task)
-    digest = _artifact_digest(repository, repository_task)
-    graph = await _load(ctx, digest)
-    await ctx.update(progress=50, state="analysing")
-    report = await asyncio.to_thread(analyse_impact, graph, payload.changed_files)
+    with job_step("load"):
+        await ctx.update(progress=5, state="loading graph")
+        repository = await _completed_result(ctx, repository_task)
+        digest = _artifact_digest(repository, repository_task)
+        graph = await _load(ctx, digest)
+    with job_step("analyse"):
+        await ctx.update(progress=50, state="analysing")
+        report = await asyncio.to_thread(analyse_impact, graph, payload.changed_files)
     log.info(
         "impact of %d changed files: %d files, %d symbols reached",
         len(payload.changed_files),

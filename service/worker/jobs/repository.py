@@ -12,6 +12,7 @@ lines show the repository's `log_form` (scheme and host, or a digest), never its
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Collection
 from pathlib import Path
@@ -27,6 +28,7 @@ from service.graph.store import ArtifactPointer, ArtifactStore
 from service.models import TaskType
 from service.payloads import RepositoryPayload, parse_payload
 from service.repo_url import clone_url, log_form, redact_url
+from service.tracing import job_step
 from service.worker.context import TaskContext
 from service.worker.jobs.git_clone import CloneLimits, cloned_repository
 
@@ -62,12 +64,17 @@ async def initialize_repository(
     clone = cloned_repository(
         url, payload.ref, ctx.temp_dir, limits=limits, allow_local=allow_local, allowed_hosts=allowed_hosts
     )
-    async with clone as checkout:
-        parsed = await _parse(ctx, checkout.path)
-    await ctx.update(progress=_PARSE_END + 5, state="linking")
-    graph = await asyncio.to_thread(link, parsed)
-    await ctx.update(progress=92, state="storing")
-    pointer = await _store(ctx.artifacts_dir, graph)
+    async with contextlib.AsyncExitStack() as removes_the_clone:
+        with job_step("clone"):
+            checkout = await removes_the_clone.enter_async_context(clone)
+        with job_step("parse"):
+            parsed = await _parse(ctx, checkout.path)
+    with job_step("link"):
+        await ctx.update(progress=_PARSE_END + 5, state="linking")
+        graph = await asyncio.to_thread(link, parsed)
+    with job_step("store"):
+        await ctx.update(progress=92, state="storing")
+        pointer = await _store(ctx.artifacts_dir, graph)
     _log(ctx, "stored", "graph of %s stored as %s", logged_url, pointer.sha256)
     return _result(shown_url, payload.ref, checkout.commit_sha, graph, pointer)
 

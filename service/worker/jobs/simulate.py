@@ -13,6 +13,7 @@ from typing import Any
 
 from service.errors import RetryableJobError, TerminalJobError, WaitForEvent
 from service.payloads import SimulatePayload
+from service.tracing import job_step
 from service.worker.context import TaskContext
 
 CRASH_EXIT_CODE = 70
@@ -28,10 +29,11 @@ async def simulate(ctx: TaskContext) -> dict[str, Any]:
     misbehave = _misbehaves(spec, ctx.attempt)
     step_s = spec.duration_ms / spec.steps / 1000
     for step in range(1, spec.steps + 1):
-        if misbehave and step > spec.steps // 2:
-            await _misbehave(spec, ctx)
-        await asyncio.sleep(step_s)
-        await ctx.update(progress=step * 100 // spec.steps, state=f"step {step}/{spec.steps}")
+        with job_step(f"{step}/{spec.steps}", log_duration=False):
+            if misbehave and step > spec.steps // 2:
+                await _misbehave(spec, ctx)
+            await asyncio.sleep(step_s)
+            await ctx.update(progress=step * 100 // spec.steps, state=f"step {step}/{spec.steps}")
     if misbehave:
         await _misbehave(spec, ctx)
     if spec.wait_for_event is not None and ctx.resume_data is None:
