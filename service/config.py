@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     postgres_url: str = "postgresql://ast@127.0.0.1:5432/ast"
     rabbit_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     rabbit_vhost: str = Field(default="", max_length=255)
+    # Optional: the dashboard reads each queue's unacked count from it (AMQP has no such count).
+    rabbit_management_url: str = Field(default="", max_length=2000)
     rabbit_prefetch: int = Field(default=1, ge=1, le=50)
     rabbit_delivery_limit: int = Field(default=5, ge=1, le=100)
     max_retries: int = Field(default=3, ge=0, le=50)

@@ -23,7 +23,7 @@ from service.api.broker import BrokerLink
 from service.api.errors import install_error_handlers
 from service.api.metrics import ApiMetrics, RequestMetrics
 from service.api.openapi import install_openapi
-from service.api.routes import dlq, events, ops, tasks
+from service.api.routes import dashboard, dlq, events, ops, tasks
 from service.config import Settings
 from service.db.pool import create_pool
 from service.errors import InfrastructureError
@@ -89,7 +89,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = ApiMetrics()
     install_error_handlers(app)
-    for module in (tasks, events, dlq, ops):
+    for module in (tasks, events, dlq, ops, dashboard):
         app.include_router(module.router)
     install_openapi(app, settings)
     app.add_middleware(AllowedMethods, router=app.router)
