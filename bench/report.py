@@ -1,0 +1,133 @@
+"""Printing a run (Rich tables) and writing it as JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.runner import Results
+from bench.stats import RowResult, ratio
+
+GROUP_ORDER = ("api", "relay", "workers", "consumers", "celery", "driver", "bench", "postgres", "rabbitmq")
+
+
+def cpu_text(cpu: dict[str, float]) -> str:
+    names = sorted(cpu, key=lambda n: GROUP_ORDER.index(n) if n in GROUP_ORDER else len(GROUP_ORDER))
+    return " ".join(f"{name} {cpu[name]:.0f}" for name in names)
+
+
+def _row_cells(row: RowResult) -> list[str]:
+    return [
+        f"{row.completed}/{row.jobs}",
+        f"{row.jobs_per_s:.0f}",
+        f"{row.done_p50_ms:,.0f} / {row.done_p99_ms:,.0f}",
+        f"{row.post_p50_ms:.1f} / {row.post_p99_ms:.1f}",
+        f"{row.submit_per_s:.0f}",
+        f"{row.cpu_ms_per_job:.1f}",
+        cpu_text(row.cpu),
+    ]
+
+
+def _table(title: str, first: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column(first)
+    table.add_column("completed", justify="right")
+    table.add_column("jobs/s", justify="right")
+    table.add_column("submit→done p50 / p99 ms", justify="right")
+    table.add_column("submit p50 / p99 ms", justify="right")
+    table.add_column("submits/s", justify="right")
+    table.add_column("CPU ms/job", justify="right")
+    table.add_column("CPU, % of a core per group", no_wrap=True)
+    return table
+
+
+def _fmt_ratio(value: float | None) -> str:
+    return f"{value:.2f}×" if value is not None else "-"
+
+
+def print_results(results: Results, console: Console) -> None:
+    machine = results.machine
+    options = results.options
+    load_start, load_end = _load(machine.get("loadavg_start")), _load(machine.get("loadavg_end"))
+    console.print(
+        f"\n{machine['cpus']} CPUs, Python {machine['python']}, Celery {machine.get('celery') or '-'}; "
+        f"load average (1, 5, 15 min) at start {load_start}, at end {load_end}"
+    )
+    console.print(
+        f"{options['jobs']} jobs per row, {options['concurrency']} concurrent submitters, after a warm-up "
+        f"of {options['warmup_jobs']} jobs per row (not counted); every job COMPLETED in PostgreSQL. "
+        "Window: first submit to last completed_at."
+    )
+    side = _table("Side by side (one stack, one run)", "system")
+    for row in results.rows:
+        side.add_row(row.name, *_row_cells(row))
+    console.print(side)
+    service = results.rows[0] if results.rows else None
+    for other in results.rows[1:]:
+        if service is not None:
+            jobs = _fmt_ratio(ratio(service.jobs_per_s, other.jobs_per_s))
+            done = _fmt_ratio(ratio(service.done_p50_ms, other.done_p50_ms))
+            console.print(f"service ÷ {other.name.split(':')[0]}: jobs/s {jobs}, submit→done p50 {done}")
+    if results.scaling:
+        scaling = _table("The service: workers, WORKER_CONCURRENCY and RABBIT_PREFETCH", "configuration")
+        for row in results.scaling:
+            scaling.add_row(row.name, *_row_cells(row))
+        console.print(scaling)
+    if results.half_rate:
+        _print_half_rate(results.half_rate, console)
+    if results.growth:
+        _print_growth(results.growth, console)
+    for skipped in results.skipped:
+        console.print(f"[yellow]skipped:[/yellow] {skipped}")
+
+
+def _load(value: Any) -> str:
+    return " ".join(f"{v:.2f}" for v in value) if value else "-"
+
+
+def _print_half_rate(half: dict[str, Any], console: Console) -> None:
+    row = half["row"]
+    value = half["post_p99_over_p50"]
+    verdict = "[green]met[/green]" if value is not None and value <= 5 else "[red]missed[/red]"
+    table = Table(title="POST /tasks at half the maximum rate (open loop)", title_justify="left")
+    for column in ("offered/s", "jobs/s", "POST p50 ms", "POST p99 ms", "p99 / p50", "goal ≤ 5"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        f"{half['offered_per_s']:.0f}", f"{row['jobs_per_s']:.0f}", f"{row['post_p50_ms']:.1f}",
+        f"{row['post_p99_ms']:.1f}", f"{value:.2f}" if value is not None else "-", verdict,
+    )
+    console.print(table)
+
+
+def _print_growth(growth: dict[str, Any], console: Console) -> None:
+    empty, loaded = growth["empty"], growth["loaded"]
+    title = (
+        f"Cost as work grows: empty vs {growth['preload_tasks']:,} tasks + "
+        f"{growth['preload_events']:,} events (loaded in {growth['preload_s']:.0f}s)"
+    )
+    table = Table(title=title, title_justify="left")
+    for column, justify in (("measure", "left"), ("empty", "right"), ("pre-loaded", "right"),
+                            ("pre-loaded ÷ empty", "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    lines = (
+        ("submits/s (POST, 16 concurrent)", empty["row"]["submit_per_s"], loaded["row"]["submit_per_s"]),
+        ("completions: jobs/s", empty["row"]["jobs_per_s"], loaded["row"]["jobs_per_s"]),
+        ("POST p50 ms", empty["row"]["post_p50_ms"], loaded["row"]["post_p50_ms"]),
+        ("submit→done p50 ms", empty["row"]["done_p50_ms"], loaded["row"]["done_p50_ms"]),
+        ("GET /tasks first page p50 ms", empty["list_first"]["p50_ms"], loaded["list_first"]["p50_ms"]),
+        ("GET /tasks deep cursor page p50 ms", empty["list_deep"]["p50_ms"], loaded["list_deep"]["p50_ms"]),
+        ("GET /tasks deep cursor page p99 ms", empty["list_deep"]["p99_ms"], loaded["list_deep"]["p99_ms"]),
+    )
+    for label, a, b in lines:
+        table.add_row(label, f"{a:,.1f}", f"{b:,.1f}", _fmt_ratio(ratio(b, a)))
+    table.add_row("tasks in the database", f"{empty['tasks_in_db']:,}", f"{loaded['tasks_in_db']:,}", "")
+    console.print(table)
+
+
+def write_json(results: Results, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results.to_json(), indent=2, default=str) + "\n")

@@ -1,0 +1,109 @@
+"""The pure arithmetic of the benchmark: percentiles, rates, ratios and one row's summary."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+
+class BenchError(Exception):
+    """Root of every error the benchmark raises: a row that cannot be measured honestly."""
+
+
+@dataclass(frozen=True)
+class Submit:
+    """One submitted job: its id and when the submit call started and returned (epoch seconds)."""
+
+    job_id: str
+    start: float
+    end: float
+
+
+@dataclass
+class RowResult:
+    """One measured configuration: N jobs submitted by C concurrent submitters, all COMPLETED."""
+
+    name: str
+    jobs: int
+    completed: int
+    wall_s: float
+    jobs_per_s: float
+    done_p50_ms: float
+    done_p99_ms: float
+    post_p50_ms: float
+    post_p99_ms: float
+    submit_per_s: float
+    cpu: dict[str, float] = field(default_factory=dict)
+    """Per process group: CPU used over the measured window, in % of one core."""
+    cpu_ms_per_job: float = 0.0
+    """Every group's CPU together, per job: the cost of a job, less sensitive to a loaded machine."""
+    note: str = ""
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0-100) with linear interpolation between closest ranks (numpy's default)."""
+    if not values:
+        raise BenchError("percentile of no values")
+    if not 0 <= q <= 100:
+        raise BenchError(f"percentile {q} is outside 0-100")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """numerator / denominator, or None when either is missing or the denominator is 0."""
+    if numerator is None or denominator is None or denominator == 0:
+        return None
+    return numerator / denominator
+
+
+def summarize(
+    name: str,
+    submits: Sequence[Submit],
+    done_at: Mapping[str, float],
+    cpu: Mapping[str, float] | None = None,
+    note: str = "",
+    cpu_s: float = 0.0,
+) -> RowResult:
+    """A row from every submit and the completion time of each job (epoch s, from the database).
+
+    Every submitted job must be COMPLETED: a row that lost or failed a job is an error, not a
+    faster number. The window runs from the first submit's start to the last completion.
+    """
+    if not submits:
+        raise BenchError(f"{name}: no jobs submitted")
+    missing = [s.job_id for s in submits if s.job_id not in done_at]
+    if missing:
+        raise BenchError(f"{name}: {len(missing)} of {len(submits)} jobs not COMPLETED (e.g. {missing[0]})")
+    first = min(s.start for s in submits)
+    last_done = max(done_at[s.job_id] for s in submits)
+    last_submit = max(s.end for s in submits)
+    wall = max(last_done - first, 1e-9)
+    done_ms = [(done_at[s.job_id] - s.start) * 1000 for s in submits]
+    post_ms = [(s.end - s.start) * 1000 for s in submits]
+    return RowResult(
+        name=name,
+        jobs=len(submits),
+        completed=len(submits) - len(missing),
+        wall_s=wall,
+        jobs_per_s=len(submits) / wall,
+        done_p50_ms=percentile(done_ms, 50),
+        done_p99_ms=percentile(done_ms, 99),
+        post_p50_ms=percentile(post_ms, 50),
+        post_p99_ms=percentile(post_ms, 99),
+        submit_per_s=len(submits) / max(last_submit - first, 1e-9),
+        cpu=dict(cpu or {}),
+        cpu_ms_per_job=1000 * cpu_s / len(submits),
+        note=note,
+    )
+
+
+def cpu_percent(before: Mapping[int, float], after: Mapping[int, float], wall_s: float) -> float:
+    """CPU seconds used by a process group between two snapshots (pid -> cumulative CPU s), as %
+    of one core over `wall_s`. A pid new in `after` counts from 0; one gone from `after` is lost
+    (its last CPU time is unknown), which undercounts short-lived processes only."""
+    used = sum(max(cpu - before.get(pid, 0.0), 0.0) for pid, cpu in after.items())
+    return 100 * used / wall_s if wall_s > 0 else 0.0
