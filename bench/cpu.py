@@ -58,8 +58,8 @@ class CpuMeter:
 
     def seconds(self) -> float:
         """CPU seconds used by every group together over the window."""
-        per_group = (cpu_percent(self._before.get(name, {}), after, 1.0) for name, after in self._after.items())
-        return sum(per_group) / 100
+        before = self._before
+        return sum(cpu_percent(before.get(name, {}), after, 1.0) for name, after in self._after.items()) / 100
 
     def percent(self) -> dict[str, float]:
         return {
