@@ -24,7 +24,7 @@ from service.broker.topology import DEAD_LETTER_EXCHANGE, JOB_QUEUES, declare_to
 from service.config import Settings
 from service.db.pool import create_pool
 from service.driver_errors import TRANSIENT_ERRORS
-from service.worker.health import health_app, health_server
+from service.worker.health import HealthServer, Heartbeat, WorkerProbe, health_app
 from service.worker.lifecycle import TaskLifecycle
 from service.worker.processor import MessageProcessor
 
@@ -43,6 +43,8 @@ class Worker:
         self._consuming = False
         self._dlx: AbstractExchange | None = None
         self._processor: MessageProcessor | None = None
+        self._pool: asyncpg.Pool[Any] | None = None
+        self._connection: aio_pika.abc.AbstractConnection | None = None
 
     def is_ready(self) -> bool:
         return self._consuming and not self._stopping.is_set()
@@ -53,19 +55,41 @@ class Worker:
             self._stopping.set()
 
     async def run(self) -> None:
-        server = health_server(health_app(self.is_ready, self.worker_id), self.settings.worker_health_port)
-        server_task = asyncio.ensure_future(server.serve())
-        pool = await self._open_pool()
+        heartbeat = Heartbeat()
+        beating = asyncio.ensure_future(heartbeat.run())
+        where = self.settings.worker_health_host, self.settings.worker_health_port
+        server = HealthServer(health_app(self._probe(heartbeat)), *where)
+        server.start()
+        pool = self._pool = await self._open_pool()
         try:
             if pool is not None:
                 await self._prepare(pool)
                 await self._consume_until_stopped()
         finally:
-            server.should_exit = True
-            await asyncio.gather(server_task, return_exceptions=True)
+            await asyncio.to_thread(server.stop)
+            beating.cancel()
             if pool is not None:
                 pool.terminate()
         log.info("worker stopped", extra={"step": "shutdown", "workerId": self.worker_id})
+
+    def _probe(self, heartbeat: Heartbeat) -> WorkerProbe:
+        return WorkerProbe(
+            worker_id=self.worker_id,
+            queues=tuple(queue.name for queue in JOB_QUEUES.values()),
+            concurrency=self.settings.worker_concurrency,
+            is_running=self.is_ready,
+            rabbitmq_open=lambda: self._connection is not None and not self._connection.is_closed,
+            postgres=self._ping_postgres,
+            loop=asyncio.get_running_loop(),
+            heartbeat=heartbeat,
+            live_after_s=self.settings.worker_live_after_s,
+        )
+
+    async def _ping_postgres(self) -> None:
+        if self._pool is None:
+            raise ConnectionError("no pool yet")
+        async with self._pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")
 
     async def _open_pool(self) -> asyncpg.Pool[Any] | None:
         backoff = 0.2
@@ -120,7 +144,7 @@ class Worker:
         await self._drain()
 
     async def _session(self) -> None:
-        connection = await connect(self.settings)
+        connection = self._connection = await connect(self.settings)
         try:
             channel = await connection.channel(publisher_confirms=True)
             await channel.set_qos(prefetch_count=self.settings.rabbit_prefetch)
