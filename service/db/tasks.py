@@ -12,6 +12,7 @@ import asyncpg
 
 from service.broker.topology import EVENTS_EXCHANGE, JOB_QUEUES, JOBS_EXCHANGE
 from service.models import TERMINAL, Status, TaskType, is_legal
+from service.tracing import traceparent_for
 
 if TYPE_CHECKING:
     Conn = asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]
@@ -33,6 +34,7 @@ class NewTask:
     input_hash: str
     idempotency_key: str | None = None
     replay_of: uuid.UUID | None = None
+    trace_id: str | None = None  # the submitting request's trace, when tracing (else a new id)
 
 
 async def lock_task(conn: Conn, task_id: uuid.UUID) -> Row | None:
@@ -56,7 +58,7 @@ async def insert_task(conn: Conn, new: NewTask) -> Row | None:
         new.payload,
         new.input_hash,
         new.idempotency_key,
-        uuid.uuid4().hex,
+        new.trace_id or uuid.uuid4().hex,
         new.replay_of,
     )
     if row is None:
@@ -73,6 +75,7 @@ def job_body(task: Row) -> dict[str, Any]:
         "type": task["type"],
         "payload": task["payload"],
         "traceId": task["trace_id"],
+        "traceparent": traceparent_for(task["trace_id"], task["task_id"]),
         "retryCount": task["retry_count"],
     }
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import ValidationError
 from sse_starlette import EventSourceResponse
 
+from service import tracing
 from service.api import queries
 from service.api.cursor import CURSOR_PATTERN, decode_cursor, encode_cursor
 from service.api.deps import ACQUIRE_TIMEOUT_S, AppSettings, Metrics, Pool, TaskId
@@ -73,7 +74,7 @@ async def submit_task(
     """Writes the task, its first event and its job message in one transaction (202)."""
     payload = _stored_payload(body, allow_local_repos=settings.allow_local_repos)
     new = NewTask(body.type, payload, body.priority, settings.max_retries, input_hash(body, payload),
-                  idempotency_key=idempotency_key)
+                  idempotency_key=idempotency_key, trace_id=tracing.new_trace_id())
     async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn, conn.transaction():
         row = await insert_task(conn, new)
         created = row is not None
@@ -83,6 +84,7 @@ async def submit_task(
     assert row is not None
     if created:
         metrics.tasks_submitted.labels(body.type.value).inc()
+        tracing.accepted(row["task_id"], row["type"])
         log.info("task accepted",
                  extra={"taskId": str(row["task_id"]), "type": row["type"], "step": "submit"})
     response.headers["Location"] = f"/tasks/{row['task_id']}"
