@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -72,6 +73,15 @@ def _exporter(name: str) -> SpanExporter:
 
         return OTLPSpanExporter()
     raise ValueError(f"OTEL_TRACES_EXPORTER: unknown exporter {name!r} (console, otlp or none)")
+
+
+def tracing_or_exit(process: str) -> bool:
+    """Entry points call this after the settings: an unknown exporter stops the process with one line."""
+    try:
+        return configure_tracing(process)
+    except ValueError as error:
+        print(f"invalid configuration: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def configure_tracing(process: str) -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 from fastapi import FastAPI
 
+from service import tracing
 from service.api.allow import AllowedMethods
 from service.api.auth import BearerAuth
 from service.api.body_limit import BodyLimit
@@ -96,4 +97,16 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(BearerAuth, tokens=settings.api_tokens)
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)
+    _instrument(app)
     return app
+
+
+def _instrument(app: FastAPI) -> None:
+    """One span per request (route template as its name) when tracing is on; nothing otherwise."""
+    if not tracing.enabled():
+        return
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(
+        app, tracer_provider=tracing.provider(), exclude_spans=["receive", "send"]
+    )

@@ -7,6 +7,7 @@ import uvicorn
 from service.api.app import create_app
 from service.config import settings_or_exit
 from service.logs import configure_logging
+from service.tracing import tracing_or_exit
 
 GRACEFUL_SHUTDOWN_S = 5
 
@@ -14,6 +15,7 @@ GRACEFUL_SHUTDOWN_S = 5
 def main() -> None:
     settings = settings_or_exit()
     configure_logging(settings.log_level, process="api")
+    tracing_or_exit("api")
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,

@@ -134,6 +134,7 @@ class Task(_Wire):
     max_retries: int
     error: dict[str, Any] | None
     result: Any
+    trace_id: str = Field(description="the task's trace id (32 hex digits), on every log line of its job")
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None

@@ -7,6 +7,7 @@ import signal
 
 from service.config import settings_or_exit
 from service.logs import configure_logging
+from service.tracing import tracing_or_exit
 from service.worker.consumer import Worker
 
 
@@ -20,4 +21,5 @@ async def _serve(worker: Worker) -> None:
 def main() -> None:
     settings = settings_or_exit()
     configure_logging(settings.log_level, process=f"worker:{settings.worker_id or 'anon'}")
+    tracing_or_exit("worker")
     asyncio.run(_serve(Worker(settings)))

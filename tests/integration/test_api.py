@@ -281,8 +281,8 @@ async def test_get_task_and_unknown_or_malformed_ids_are_404(client: httpx.Async
     task_id = (await client.post("/tasks", json=SIMULATE)).json()["taskId"]
     task = (await client.get(f"/tasks/{task_id}")).json()
     assert set(task) == {"taskId", "type", "status", "state", "progress", "priority", "retryCount",
-                         "maxRetries", "error", "result", "createdAt", "updatedAt", "startedAt",
-                         "completedAt"}
+                         "maxRetries", "error", "result", "traceId", "createdAt", "updatedAt",
+                         "startedAt", "completedAt"}
     assert task["taskId"] == task_id
     assert task["type"] == "simulate"
     for path in (f"/tasks/{uuid.uuid4()}", "/tasks/not-a-uuid", f"/tasks/{uuid.uuid4()}/events",
