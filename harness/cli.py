@@ -119,6 +119,8 @@ def up(
         endpoints = stack.start()
         wait_for_stop_signal = _catch_stop_signals()
         typer.echo(f"API                 {endpoints.api_url or '(services disabled)'}")
+        if endpoints.api_url:
+            typer.echo(f"Dashboard           {endpoints.api_url}/dashboard")
         typer.echo(f"PostgreSQL          {endpoints.postgres_dsn}")
         typer.echo(f"RabbitMQ            {endpoints.amqp_url}")
         typer.echo(f"RabbitMQ management {endpoints.management_url}")
