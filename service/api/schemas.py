@@ -9,7 +9,7 @@ same models and constants (see `service.api.openapi`).
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import asyncpg
@@ -214,5 +214,8 @@ class QueuesReport(_Wire):
 
 
 class HealthStatus(_Wire):
+    """/health and /ready: `status`, what was checked, and when (as the worker's probes answer)."""
+
     status: str
     checks: dict[str, str] = Field(default_factory=dict)
+    timestamp: datetime = Field(default_factory=lambda: datetime.now(UTC))

@@ -16,6 +16,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 import aio_pika
@@ -524,10 +525,12 @@ async def test_queues_reports_every_queue_and_counts_by_status(
 
 
 async def test_health_ready_and_metrics(client: httpx.AsyncClient) -> None:
-    assert (await client.get("/health")).json() == {"status": "ok", "checks": {}}
+    health = (await client.get("/health")).json()
+    assert {key: health[key] for key in ("status", "checks")} == {"status": "ok", "checks": {}}
     ready = await client.get("/ready")
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"postgres": "ok", "rabbitmq": "ok"}
+    assert datetime.fromisoformat(ready.json()["timestamp"]).tzinfo is not None
     task_id = (await client.post("/tasks", json=SIMULATE)).json()["taskId"]
     await client.get(f"/tasks/{task_id}")
     metrics = await client.get("/metrics")

@@ -38,7 +38,7 @@ async def ready(pool: Pool, broker: Broker) -> Response:
     """200 only when PostgreSQL answers `SELECT 1` and RabbitMQ opens a channel."""
     checks = {"postgres": await _probe_postgres(pool), "rabbitmq": await _probe_rabbitmq(broker)}
     if all(value == "ok" for value in checks.values()):
-        return JSONResponse(HealthStatus(status="ok", checks=checks).model_dump())
+        return JSONResponse(HealthStatus(status="ok", checks=checks).model_dump(mode="json", by_alias=True))
     return error_response(503, "NOT_READY", "a dependency does not answer", checks)
 
 
