@@ -89,21 +89,38 @@ class Dashboard:
             return snapshot
 
     async def build(self, pool: asyncpg.Pool[Any], broker: BrokerLink) -> Snapshot:
+        """The SQL reads on one connection while the broker is asked, side by side."""
         started = time.perf_counter()
         problems: list[str] = []
         async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as raw:
             conn = reads.CountingConnection(raw)
-            counts = await reads.task_counts(conn)
-            failures = await reads.failures(conn, FAILURES_SHOWN)
-            workers = await reads.workers(conn, timedelta(milliseconds=self.settings.worker_lease_ms))
-            queue_rows = await self._queues(broker, problems)
-            dlq_depth = next((q.ready for q in queue_rows if q.name == DEAD_LETTER_QUEUE), None)
-            letters = await self._dead_letters(conn, broker, dlq_depth, problems)
+            broker_side = asyncio.create_task(self._broker_side(broker, problems))
+            try:
+                counts = await reads.task_counts(conn)
+                failures = await reads.failures(conn, FAILURES_SHOWN)
+                workers = await reads.workers(conn, timedelta(milliseconds=self.settings.worker_lease_ms))
+            except BaseException:
+                broker_side.cancel()
+                with contextlib.suppress(BaseException):
+                    await broker_side
+                raise
+            queue_rows, dlq_depth = await broker_side
+            named = [d.task_id for d in self._peek.letters if d.task_id is not None]
+            found = await reads.statuses(conn, named)
+        letters = [_with_status(letter, found) for letter in self._peek.letters]
         snapshot = Snapshot(datetime.now(UTC), counts, queue_rows, failures, letters, dlq_depth, workers,
                             queries=conn.queries, problems=problems)
         self._remember(snapshot)
         snapshot.build_ms = (time.perf_counter() - started) * 1000
         return snapshot
+
+    async def _broker_side(
+        self, broker: BrokerLink, problems: list[str]
+    ) -> tuple[list[QueueRow], int | None]:
+        queue_rows = await self._queues(broker, problems)
+        dlq_depth = next((q.ready for q in queue_rows if q.name == DEAD_LETTER_QUEUE), None)
+        await self._peek_dlq(broker, dlq_depth)
+        return queue_rows, dlq_depth
 
     async def _queues(self, broker: BrokerLink, problems: list[str]) -> list[QueueRow]:
         names = all_queue_names(self.settings.max_retries, self.settings.retry_base_ms)
@@ -121,17 +138,15 @@ class Dashboard:
                 problems.append(f"RabbitMQ management does not answer: {type(error).__name__}")
         return queues.queue_rows(names, declared, unacked)
 
-    async def _dead_letters(
-        self, conn: reads.CountingConnection, broker: BrokerLink, depth: int | None, problems: list[str]
-    ) -> list[DeadLetter]:
+    async def _peek_dlq(self, broker: BrokerLink, depth: int | None) -> None:
+        """Peeks again only when the depth changed or the last peek grew old."""
         now = self.clock()
-        if depth is not None and self._peek.stale(depth, now):
-            letters: list[DeadLetter] = []
-            with contextlib.suppress(*BROKER_ERRORS):
-                letters = await queues.peek_dlq(broker) if depth else []
-            self._peek = queues.DlqPeek(depth, now, letters)
-        found = await reads.statuses(conn, [d.task_id for d in self._peek.letters if d.task_id is not None])
-        return [_with_status(letter, found) for letter in self._peek.letters]
+        if depth is None or not self._peek.stale(depth, now):
+            return
+        letters: list[DeadLetter] = []
+        with contextlib.suppress(*BROKER_ERRORS):
+            letters = await queues.peek_dlq(broker) if depth else []
+        self._peek = queues.DlqPeek(depth, now, letters)
 
     def _remember(self, snapshot: Snapshot) -> None:
         counts = snapshot.counts
