@@ -22,6 +22,10 @@ def parse(argv: list[str]) -> Options:
         "--quick", action="store_true",
         help="a smoke run: one WORKER_CONCURRENCY/RABBIT_PREFETCH variation, 20,000 pre-loaded tasks",
     )
+    parser.add_argument(
+        "--rounds", type=int, default=None,
+        help="rounds of the three side-by-side rows, in order then reversed (default 2; --quick 1)",
+    )
     parser.add_argument("--preload", type=int, default=None, help="tasks pre-loaded (default 1,000,000)")
     parser.add_argument("--no-celery", action="store_true", help="skip the Celery row (no venv install)")
     parser.add_argument(
@@ -31,9 +35,12 @@ def parse(argv: list[str]) -> Options:
     args = parser.parse_args(argv)
     if args.jobs < 1 or args.concurrency < 1:
         parser.error("--jobs and --concurrency must be at least 1")
+    rounds = args.rounds if args.rounds is not None else (1 if args.quick else 2)
+    if rounds < 1:
+        parser.error("--rounds must be at least 1")
     preload = args.preload if args.preload is not None else (20_000 if args.quick else 1_000_000)
     return Options(
-        jobs=args.jobs, concurrency=args.concurrency, warmup=args.warmup, quick=args.quick,
+        jobs=args.jobs, concurrency=args.concurrency, warmup=args.warmup, quick=args.quick, rounds=rounds,
         preload_tasks=preload, celery=not args.no_celery, scaling=not args.no_scaling,
         growth=not args.no_growth,
     )

@@ -111,11 +111,13 @@ def start_driver(
     return process, out
 
 
-def finish_driver(process: subprocess.Popen[bytes], out: Path) -> list[Submit]:
+def finish_driver(process: subprocess.Popen[bytes], out: Path) -> tuple[list[Submit], float]:
+    """Every submit of the driver, and the CPU seconds it used (it reports them itself)."""
     if process.wait() != 0:
         raise BenchError(f"the Celery driver exited {process.returncode}")
     try:
-        records = json.loads(out.read_text())
+        written = json.loads(out.read_text())
     finally:
         out.unlink(missing_ok=True)
-    return [Submit(str(task_id), float(start), float(end)) for task_id, start, end in records]
+    submits = [Submit(str(task_id), float(start), float(end)) for task_id, start, end in written["records"]]
+    return submits, float(written["cpu_s"])

@@ -56,6 +56,10 @@ class CpuMeter:
         found = {name: _tree_cpu(pids) for name, pids in self.groups.items()}
         return found | {"bench": _tree_cpu([os.getpid()], recursive=False)}
 
+    def add(self, name: str, cpu_s: float) -> None:
+        """CPU seconds of a group measured elsewhere (a process that exited inside the window)."""
+        self._after[name] = {-1: cpu_s}
+
     def seconds(self) -> float:
         """CPU seconds used by every group together over the window."""
         before = self._before

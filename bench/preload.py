@@ -3,6 +3,7 @@ GET /tasks timed on the first page and on a cursor page deep in the list."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import asyncpg
@@ -40,16 +41,24 @@ SPAN_MS = 3 * 3600 * 1000
 
 
 async def preload(dsn: str, tasks: int) -> float:
-    """Insert `tasks` finished tasks and their events (one statement each), then ANALYZE; seconds."""
+    """Insert `tasks` finished tasks and their events (one statement each), then VACUUM ANALYZE
+    (the visibility map, so index-only scans work as they would on an old table); seconds."""
     started = time.monotonic()
     step_ms = SPAN_MS / max(tasks, 1) * 0.95
     connection = await asyncpg.connect(dsn, command_timeout=3600)
     try:
         await connection.execute("SET synchronous_commit = off")
+        # The events' foreign key is checked row by row (4 per task): skipped for this session where
+        # allowed (a superuser, as in the embedded stack); the ids match by construction.
+        with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
+            await connection.execute("SET session_replication_role = replica")
         await connection.execute(PRELOAD_TASKS, tasks, step_ms)
         await connection.execute(PRELOAD_EVENTS, tasks, step_ms)
-        await connection.execute("ANALYZE tasks")
-        await connection.execute("ANALYZE task_events")
+        await connection.execute("VACUUM (ANALYZE) tasks")
+        await connection.execute("VACUUM (ANALYZE) task_events")
+        # Write the load's dirty pages now, not during the measurement that follows.
+        with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
+            await connection.execute("CHECKPOINT")
     finally:
         await connection.close()
     return time.monotonic() - started

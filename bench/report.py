@@ -62,9 +62,14 @@ def print_results(results: Results, console: Console) -> None:
         f"of {options['warmup_jobs']} jobs per row (not counted); every job COMPLETED in PostgreSQL. "
         "Window: first submit to last completed_at."
     )
-    side = _table("Side by side (one stack, one run)", "system")
+    rounds = results.options.get("rounds", 1)
+    title = "Side by side (one stack, one run)"
+    if rounds > 1:
+        title += f": the mean of {rounds} rounds, in order then reversed"
+    side = _table(title, "system")
+    side.add_column("jobs/s by round", justify="right")
     for row in results.rows:
-        side.add_row(row.name, *_row_cells(row))
+        side.add_row(row.name, *_row_cells(row), " / ".join(f"{v:.0f}" for v in row.rounds_jobs_per_s))
     console.print(side)
     service = results.rows[0] if results.rows else None
     for other in results.rows[1:]:
@@ -104,27 +109,31 @@ def _print_half_rate(half: dict[str, Any], console: Console) -> None:
 
 
 def _print_growth(growth: dict[str, Any], console: Console) -> None:
-    empty, loaded = growth["empty"], growth["loaded"]
+    empty, loaded, after = growth["empty"], growth["loaded"], growth["empty_after"]
     title = (
         f"Cost as work grows: empty vs {growth['preload_tasks']:,} tasks + "
         f"{growth['preload_events']:,} events (loaded in {growth['preload_s']:.0f}s)"
     )
     table = Table(title=title, title_justify="left")
-    for column, justify in (("measure", "left"), ("empty", "right"), ("pre-loaded", "right"),
-                            ("pre-loaded ÷ empty", "right")):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    columns = ("measure", "empty", "pre-loaded", "empty again", "pre-loaded ÷ mean of empties")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "measure" else "right")
     lines = (
-        ("submits/s (POST, 16 concurrent)", empty["row"]["submit_per_s"], loaded["row"]["submit_per_s"]),
-        ("completions: jobs/s", empty["row"]["jobs_per_s"], loaded["row"]["jobs_per_s"]),
-        ("POST p50 ms", empty["row"]["post_p50_ms"], loaded["row"]["post_p50_ms"]),
-        ("submit→done p50 ms", empty["row"]["done_p50_ms"], loaded["row"]["done_p50_ms"]),
-        ("GET /tasks first page p50 ms", empty["list_first"]["p50_ms"], loaded["list_first"]["p50_ms"]),
-        ("GET /tasks deep cursor page p50 ms", empty["list_deep"]["p50_ms"], loaded["list_deep"]["p50_ms"]),
-        ("GET /tasks deep cursor page p99 ms", empty["list_deep"]["p99_ms"], loaded["list_deep"]["p99_ms"]),
+        ("submits/s (POST, 16 concurrent)", "row", "submit_per_s"),
+        ("completions: jobs/s", "row", "jobs_per_s"),
+        ("POST p50 ms", "row", "post_p50_ms"),
+        ("POST p99 ms", "row", "post_p99_ms"),
+        ("submit→done p50 ms", "row", "done_p50_ms"),
+        ("CPU ms/job", "row", "cpu_ms_per_job"),
+        ("GET /tasks first page p50 ms", "list_first", "p50_ms"),
+        ("GET /tasks deep cursor page p50 ms", "list_deep", "p50_ms"),
+        ("GET /tasks deep cursor page p99 ms", "list_deep", "p99_ms"),
     )
-    for label, a, b in lines:
-        table.add_row(label, f"{a:,.1f}", f"{b:,.1f}", _fmt_ratio(ratio(b, a)))
-    table.add_row("tasks in the database", f"{empty['tasks_in_db']:,}", f"{loaded['tasks_in_db']:,}", "")
+    for label, part, key in lines:
+        a, b, c = empty[part][key], loaded[part][key], after[part][key]
+        table.add_row(label, f"{a:,.1f}", f"{b:,.1f}", f"{c:,.1f}", _fmt_ratio(ratio(b, (a + c) / 2)))
+    counts = (f"{point['tasks_in_db']:,}" for point in (empty, loaded, after))
+    table.add_row("tasks in the database", *counts, "")
     console.print(table)
 
 

@@ -9,7 +9,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from bench.cpu import CpuMeter
 from bench.drive import SubmitOne, closed_loop, open_loop, wait_completed
 from bench.preload import deep_cursor, preload, time_list
 from bench.service_row import ServiceClient
-from bench.stats import BenchError, RowResult, Submit, summarize
+from bench.stats import BenchError, RowResult, Submit, mean_row, summarize
 from harness.stack.local import LocalStack
 from harness.stack.reset import truncate_service_tables
 
@@ -45,6 +45,8 @@ class Options:
     jobs: int = 2000
     concurrency: int = 16
     workers: int = 2
+    rounds: int = 2
+    """Rounds of the side-by-side rows, alternately in order and reversed; the table shows the mean."""
     warmup: int = 0
     """Jobs run and waited for before each measured row, not counted (0: jobs // 10, at least 20)."""
     quick: bool = False
@@ -68,6 +70,8 @@ class Results:
     options: dict[str, Any]
     machine: dict[str, Any]
     rows: list[RowResult] = field(default_factory=list)
+    rounds: list[list[dict[str, Any]]] = field(default_factory=list)
+    """Every round of each side-by-side row (`rows` holds their means)."""
     scaling: list[RowResult] = field(default_factory=list)
     half_rate: dict[str, Any] = field(default_factory=dict)
     growth: dict[str, Any] = field(default_factory=dict)
@@ -123,14 +127,25 @@ class Bench:
 
     def _all_parts(self) -> None:
         options = self.options
-        label = env_label(options.workers, {})
-        main = self.service_row(f"service: {label}", options.workers, {})
-        self.results.rows.append(main)
-        self.results.rows.append(self.bare_row())
+        label = f"service: {env_label(options.workers, {})}"
+        systems: list[Callable[[], RowResult]] = [
+            lambda: self.service_row(label, options.workers, {}),
+            self.bare_row,
+        ]
         if options.celery:
-            self.results.rows.append(self.celery_row())
+            systems.append(self.celery_row)
         else:
             self.results.skipped.append("celery row (--no-celery)")
+        # Round 1 in order, round 2 in reverse (A B C, C B A, ...): a drift in the machine's other
+        # load hits every row alike instead of favouring the one measured first.
+        measured: list[list[RowResult]] = [[] for _ in systems]
+        for round_index in range(options.rounds):
+            order = list(range(len(systems)))
+            for index in order if round_index % 2 == 0 else reversed(order):
+                measured[index].append(systems[index]())
+        self.results.rounds = [[asdict(row) for row in rows] for rows in measured]
+        self.results.rows = [mean_row(rows) for rows in measured]
+        main = self.results.rows[0]
         if options.scaling:
             self.results.scaling.append(main)
             for workers, env in WORKER_SCALING:
@@ -268,17 +283,18 @@ class Bench:
     def _celery_measure(self, name: str, worker: CeleryWorker) -> RowResult:
         options = self.options
         driver, out = start_driver(options.warmup_jobs, options.concurrency, self.amqp_url, self.dsn)
-        warm = finish_driver(driver, out)
+        warm, _ = finish_driver(driver, out)
         asyncio.run(wait_completed(self.dsn, "bench.tasks", [s.job_id for s in warm], options.timeout_s))
         groups: dict[str, list[int]] = {"celery": [worker.pid]} | self.server_groups()
         meter = CpuMeter(groups)
         meter.start()
         driver, out = start_driver(options.jobs, options.concurrency, self.amqp_url, self.dsn)
-        groups["driver"] = [driver.pid]  # counted from its start: includes its interpreter's start-up
-        submits: list[Submit] = finish_driver(driver, out)
+        submits: list[Submit]
+        submits, driver_cpu_s = finish_driver(driver, out)
         ids = [s.job_id for s in submits]
         done = asyncio.run(wait_completed(self.dsn, "bench.tasks", ids, options.timeout_s))
         meter.stop()
+        meter.add("driver", driver_cpu_s)  # it has exited: its own count, start-up included
         note = "driver CPU includes its start-up"
         return summarize(name, submits, done, meter.percent(), note=note, cpu_s=meter.seconds())
 
@@ -297,6 +313,8 @@ class Bench:
     # ---- cost as work grows ------------------------------------------------------------------
 
     def growth(self) -> None:
+        """Empty, pre-loaded, then empty again: the two empty points bracket the loaded one, so
+        their difference shows how much the machine's other load moved the numbers meanwhile."""
         options = self.options
         empty = self._growth_point("empty database")
         self.say(f"pre-loading {options.preload_tasks:,} finished tasks and their events")
@@ -304,12 +322,14 @@ class Bench:
         took = asyncio.run(preload(self.dsn, options.preload_tasks))
         self.console.print(f"    loaded in {took:.1f}s")
         loaded = self._growth_point(f"{options.preload_tasks:,} tasks pre-loaded", truncate=False)
+        empty_after = self._growth_point("empty database again")
         self.results.growth = {
             "preload_tasks": options.preload_tasks,
             "preload_events": options.preload_tasks * 4,
             "preload_s": took,
             "empty": empty,
             "loaded": loaded,
+            "empty_after": empty_after,
         }
 
     def _growth_point(self, label: str, truncate: bool = True) -> dict[str, Any]:

@@ -39,6 +39,36 @@ class RowResult:
     cpu_ms_per_job: float = 0.0
     """Every group's CPU together, per job: the cost of a job, less sensitive to a loaded machine."""
     note: str = ""
+    rounds_jobs_per_s: list[float] = field(default_factory=list)
+    """jobs/s of each round when the row is the mean of several (`mean_row`)."""
+
+
+def mean_row(rows: Sequence[RowResult]) -> RowResult:
+    """One row from the same configuration measured in several rounds: jobs summed, every rate,
+    latency and CPU figure the mean of the rounds' (each round's own value is kept in the JSON)."""
+    if not rows:
+        raise BenchError("no rounds to average")
+
+    def mean(values: Sequence[float]) -> float:
+        return sum(values) / len(values)
+
+    groups = sorted({name for row in rows for name in row.cpu})
+    return RowResult(
+        name=rows[0].name,
+        jobs=sum(row.jobs for row in rows),
+        completed=sum(row.completed for row in rows),
+        wall_s=sum(row.wall_s for row in rows),
+        jobs_per_s=mean([row.jobs_per_s for row in rows]),
+        done_p50_ms=mean([row.done_p50_ms for row in rows]),
+        done_p99_ms=mean([row.done_p99_ms for row in rows]),
+        post_p50_ms=mean([row.post_p50_ms for row in rows]),
+        post_p99_ms=mean([row.post_p99_ms for row in rows]),
+        submit_per_s=mean([row.submit_per_s for row in rows]),
+        cpu={name: round(mean([row.cpu.get(name, 0.0) for row in rows]), 1) for name in groups},
+        cpu_ms_per_job=mean([row.cpu_ms_per_job for row in rows]),
+        note=rows[0].note,
+        rounds_jobs_per_s=[row.jobs_per_s for row in rows],
+    )
 
 
 def percentile(values: Sequence[float], q: float) -> float:

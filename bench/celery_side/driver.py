@@ -1,12 +1,14 @@
 """Submit N jobs to the Celery app from C threads: insert the task, then `apply_async` (confirmed).
 
-`python driver.py JOBS CONCURRENCY OUT.json`; writes [[task_id, start, end], ...] (epoch s).
+`python driver.py JOBS CONCURRENCY OUT.json`; writes {"records": [[task_id, start, end], ...]
+(epoch s), "cpu_s": the driver's own CPU time} (it has exited before its parent can read that).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import sys
 import threading
 import time
@@ -48,8 +50,9 @@ def main() -> None:
         thread.join()
     for conn in connections:
         conn.close()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     with open(out, "w") as handle:
-        json.dump(records, handle)
+        json.dump({"records": records, "cpu_s": usage.ru_utime + usage.ru_stime}, handle)
     print(f"submitted {len(records)}", flush=True)
 
 

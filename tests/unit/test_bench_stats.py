@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.stats import BenchError, Submit, cpu_percent, percentile, ratio, summarize
+from bench.stats import BenchError, Submit, cpu_percent, mean_row, percentile, ratio, summarize
 
 pytestmark = pytest.mark.unit
 
@@ -67,3 +67,17 @@ def test_cpu_percent_counts_new_processes_from_zero_and_ignores_resets() -> None
     assert cpu_percent(before, after, 2.0) == pytest.approx(100.0)  # 2 CPU s over 2 s
     assert cpu_percent({1: 10.0}, {1: 1.0}, 1.0) == 0  # a reused pid does not go negative
     assert cpu_percent({}, {}, 0.0) == 0
+
+
+def test_mean_row_sums_jobs_and_averages_the_rest() -> None:
+    one = summarize("x", [Submit("a", 0.0, 0.1)], {"a": 1.0}, {"api": 10.0}, cpu_s=0.01)
+    two = summarize("x", [Submit("b", 0.0, 0.3)], {"b": 0.5}, {"api": 30.0, "relay": 4.0}, cpu_s=0.03)
+    row = mean_row([one, two])
+    assert row.jobs == row.completed == 2
+    assert row.jobs_per_s == pytest.approx(1.5)  # 1/s and 2/s
+    assert row.post_p50_ms == pytest.approx(200.0)
+    assert row.cpu == {"api": 20.0, "relay": 2.0}  # a group missing from a round counts 0 there
+    assert row.cpu_ms_per_job == pytest.approx(20.0)
+    assert row.rounds_jobs_per_s == pytest.approx([1.0, 2.0])
+    with pytest.raises(BenchError):
+        mean_row([])
