@@ -29,6 +29,7 @@ def _row_cells(row: RowResult) -> list[str]:
         f"{row.submit_per_s:.0f}",
         f"{row.cpu_ms_per_job:.1f}",
         cpu_text(row.cpu),
+        f"{row.load_1min:.1f}",
     ]
 
 
@@ -42,6 +43,7 @@ def _table(title: str, first: str) -> Table:
     table.add_column("submits/s", justify="right")
     table.add_column("CPU ms/job", justify="right")
     table.add_column("CPU, % of a core per group", no_wrap=True)
+    table.add_column("load", justify="right")
     return table
 
 
@@ -57,6 +59,12 @@ def print_results(results: Results, console: Console) -> None:
         f"\n{machine['cpus']} CPUs, Python {machine['python']}, Celery {machine.get('celery') or '-'}; "
         f"load average (1, 5, 15 min) at start {load_start}, at end {load_end}"
     )
+    during = machine.get("load_1min_during")
+    if during:
+        console.print(
+            f"1-minute load average during the run: min {during['min']:.1f}, mean {during['mean']:.1f}, "
+            f"max {during['max']:.1f} (2 cores: above 2 means other work competed with the benchmark)"
+        )
     console.print(
         f"{options['jobs']} jobs per row, {options['concurrency']} concurrent submitters, after a warm-up "
         f"of {options['warmup_jobs']} jobs per row (not counted); every job COMPLETED in PostgreSQL. "
@@ -125,6 +133,7 @@ def _print_growth(growth: dict[str, Any], console: Console) -> None:
         ("POST p99 ms", "row", "post_p99_ms"),
         ("submit→done p50 ms", "row", "done_p50_ms"),
         ("CPU ms/job", "row", "cpu_ms_per_job"),
+        ("machine load average (1 min)", "row", "load_1min"),
         ("GET /tasks first page p50 ms", "list_first", "p50_ms"),
         ("GET /tasks deep cursor page p50 ms", "list_deep", "p50_ms"),
         ("GET /tasks deep cursor page p99 ms", "list_deep", "p99_ms"),

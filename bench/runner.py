@@ -8,6 +8,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -117,12 +118,22 @@ class Bench:
             celery_version = ensure_venv()
         self.results.machine["celery"] = celery_version
         self.say("starting the stack (RabbitMQ, PostgreSQL, API, relay, workers)")
+        samples: list[float] = []
+        stop = threading.Event()
+        sampler = threading.Thread(target=_sample_load, args=(samples, stop), daemon=True)
+        sampler.start()
         self.stack.start()
         try:
             self._all_parts()
         finally:
             self.stack.stop()
+            stop.set()
+            sampler.join()
         self.results.machine["loadavg_end"] = os.getloadavg()
+        if samples:
+            self.results.machine["load_1min_during"] = {
+                "min": min(samples), "mean": sum(samples) / len(samples), "max": max(samples)
+            }
         return self.results
 
     def _all_parts(self) -> None:
@@ -219,7 +230,9 @@ class Bench:
             submits = await open_loop(options.jobs, rate, submit_one)
         done = await wait_completed(self.dsn, table, [s.job_id for s in submits], options.timeout_s)
         meter.stop()
-        return summarize(name, submits, done, meter.percent(), cpu_s=meter.seconds())
+        row = summarize(name, submits, done, meter.percent(), cpu_s=meter.seconds())
+        row.load_1min = os.getloadavg()[0]
+        return row
 
     def service_row(
         self, name: str, workers: int, env: Mapping[str, str], rate: float | None = None
@@ -296,7 +309,9 @@ class Bench:
         meter.stop()
         meter.add("driver", driver_cpu_s)  # it has exited: its own count, start-up included
         note = "driver CPU includes its start-up"
-        return summarize(name, submits, done, meter.percent(), note=note, cpu_s=meter.seconds())
+        row = summarize(name, submits, done, meter.percent(), note=note, cpu_s=meter.seconds())
+        row.load_1min = os.getloadavg()[0]
+        return row
 
     # ---- POST latency at half the maximum rate -----------------------------------------------
 
@@ -353,6 +368,12 @@ class Bench:
             f" deep {point['list_deep']['p50_ms']:.1f} ms"
         )
         return point
+
+
+def _sample_load(samples: list[float], stop: threading.Event, every_s: float = 5.0) -> None:
+    """The 1-minute load average every few seconds while the run lasts."""
+    while not stop.wait(every_s):
+        samples.append(os.getloadavg()[0])
 
 
 async def _count_tasks(dsn: str) -> int:

@@ -39,6 +39,8 @@ class RowResult:
     cpu_ms_per_job: float = 0.0
     """Every group's CPU together, per job: the cost of a job, less sensitive to a loaded machine."""
     note: str = ""
+    load_1min: float = 0.0
+    """The machine's 1-minute load average when the row ended (other work on a shared machine)."""
     rounds_jobs_per_s: list[float] = field(default_factory=list)
     """jobs/s of each round when the row is the mean of several (`mean_row`)."""
 
@@ -67,6 +69,7 @@ def mean_row(rows: Sequence[RowResult]) -> RowResult:
         cpu={name: round(mean([row.cpu.get(name, 0.0) for row in rows]), 1) for name in groups},
         cpu_ms_per_job=mean([row.cpu_ms_per_job for row in rows]),
         note=rows[0].note,
+        load_1min=mean([row.load_1min for row in rows]),
         rounds_jobs_per_s=[row.jobs_per_s for row in rows],
     )
 
