@@ -1,4 +1,4 @@
-"""The database role split of the compose stack (docker/postgres/20-grants.sql), on real PostgreSQL.
+"""The database role split of the compose stack (deploy/postgres/20-grants.sql), on real PostgreSQL.
 
 `ast_migrate` owns the schema and runs the migrations; `ast_app`, what the API and the workers
 connect as, accepts, runs and completes a job, and can change no table's shape. The grants file is
@@ -22,7 +22,7 @@ from service.db.migrate import apply_migrations
 from tests.integration.test_tracing import submit_and_run
 
 pytestmark = pytest.mark.integration
-GRANTS = Path(__file__).resolve().parents[2] / "docker" / "postgres" / "20-grants.sql"
+GRANTS = Path(__file__).resolve().parents[2] / "deploy" / "postgres" / "20-grants.sql"
 ROLES = ("ast_app", "ast_migrate")
 
 

@@ -2,7 +2,7 @@
 
 docker-compose.yml must be a valid compose file (`docker compose config`, or Debian's
 `docker-compose config`, which `./dev setup` installs), and it, the Dockerfile, the Toxiproxy
-config and docker/target.toml must agree on ports, names, users and commands: the target file
+config and deploy/target.toml must agree on ports, names, users and commands: the target file
 reaches what the compose file publishes, every link goes through the proxy named for it, every
 service's environment passes the service's own settings validation, and hadolint accepts the
 Dockerfile. What needs an engine (building, starting, the drills on it) is not run here.
@@ -84,7 +84,7 @@ def published(service: str) -> dict[int, int]:
 
 
 def proxies() -> dict[str, dict[str, str]]:
-    return {proxy["name"]: proxy for proxy in json.loads((ROOT / "docker" / "toxiproxy.json").read_text())}
+    return {proxy["name"]: proxy for proxy in json.loads((ROOT / "deploy" / "toxiproxy.json").read_text())}
 
 
 def test_the_compose_file_is_valid_and_has_the_whole_stack() -> None:
@@ -147,11 +147,11 @@ def test_every_runtime_link_goes_through_its_own_proxy() -> None:
             assert proxy["listen"] == f"0.0.0.0:{link.port}"
             assert proxy["upstream"] == SERVERS[server]
     assert set(known) == {f"{name}-{server}" for name in RUNTIME for server in SERVERS}
-    assert set(load_target(ROOT / "docker" / "target.toml").toxiproxy_proxies) == set(known)
+    assert set(load_target(ROOT / "deploy" / "target.toml").toxiproxy_proxies) == set(known)
 
 
 def test_the_runtime_connects_as_ast_app_and_the_migration_as_ast_migrate() -> None:
-    roles = (ROOT / "docker" / "postgres" / "10-roles.sh").read_text()
+    roles = (ROOT / "deploy" / "postgres" / "10-roles.sh").read_text()
     assert set(re.findall(r"CREATE ROLE (\w+)", roles)) == {"ast_migrate", "ast_app"}
     assert urlsplit(services()["migrate"]["environment"]["POSTGRES_URL"]).username == "ast_migrate"
     for name in RUNTIME:
@@ -172,7 +172,7 @@ def test_each_services_environment_passes_the_services_own_validation(name: str)
 
 
 def test_the_target_file_reaches_what_the_compose_file_publishes() -> None:
-    target = load_target(ROOT / "docker" / "target.toml")
+    target = load_target(ROOT / "deploy" / "target.toml")
     rabbit_env = services()["rabbitmq"]["environment"]
     assert urlsplit(target.api_url).port == published("api")[int(dockerfile_env()["API_PORT"])]
     assert urlsplit(target.postgres_dsn).port == published("postgres")[5432]
@@ -189,7 +189,7 @@ def test_the_target_file_reaches_what_the_compose_file_publishes() -> None:
 
 
 def test_every_fault_command_acts_on_a_service_of_the_compose_file() -> None:
-    target = load_target(ROOT / "docker" / "target.toml")
+    target = load_target(ROOT / "deploy" / "target.toml")
     assert set(dict(target.fault_commands)) <= set(target.faults_allowed)
     for name, command in target.fault_commands:
         acted_on = re.findall(r"(?:kill -s \w+|start|restart) ([\w-]+)", command)
