@@ -71,16 +71,16 @@ class TaskLifecycle:
         self, task_id: uuid.UUID, message_id: str | None, delivery_count: int, delivery_limit: int
     ) -> ClaimResult:
         async with self._pool.acquire() as conn, conn.transaction():
-            task = await db.lock_task(conn, task_id)
+            task = await db.lock_for_claim(conn, task_id, message_id or None)
             if task is None:
                 return ClaimResult(Claim.UNKNOWN, reason="no such task")
-            if await db.message_seen(conn, message_id):
+            if task["message_seen"]:
                 return ClaimResult(Claim.SETTLED, task, "message already handled")
             status = Status(task["status"])
             if status in TERMINAL or status is Status.WAITING_FOR_EVENT:
                 await db.mark_message_done(conn, message_id, task_id, self.worker_id, "skipped")
                 return ClaimResult(Claim.SETTLED, task, f"task is {status}")
-            if status is Status.IN_PROGRESS and await self._lease_alive(conn, task):
+            if status is Status.IN_PROGRESS and task["lease_alive"]:
                 return ClaimResult(Claim.BUSY, task, f"held by {task['locked_by']}")
             if delivery_count >= delivery_limit:
                 failure = Failure(
@@ -100,18 +100,10 @@ class TaskLifecycle:
                 progress=0,
                 state="started",
                 locked_by=self.worker_id,
-                lease_until=await self._lease_end(conn),
+                lease_until=db.LeaseFor(self._lease),
                 started_at=task["started_at"] or db.now(),
             )
             return ClaimResult(Claim.RUN, started)
-
-    async def _lease_alive(self, conn: db.Conn, task: Row) -> bool:
-        if task["lease_until"] is None:
-            return False
-        return bool(await conn.fetchval("SELECT $1::timestamptz > clock_timestamp()", task["lease_until"]))
-
-    async def _lease_end(self, conn: db.Conn) -> Any:
-        return await conn.fetchval("SELECT clock_timestamp() + $1::interval", self._lease)
 
     async def _owned(self, conn: db.Conn, task_id: uuid.UUID) -> Row | None:
         """The locked task when it is still ours and running; None when cancelled or taken over."""
@@ -128,12 +120,8 @@ class TaskLifecycle:
     async def report(self, task_id: uuid.UUID, progress: int | None, state: str | None) -> bool:
         """Records progress; False when the task is no longer ours to run. (The lease is the
         heartbeat's job, which runs beside every job at least once a second.)"""
-        async with self._pool.acquire() as conn, conn.transaction():
-            task = await self._owned(conn, task_id)
-            if task is None:
-                return False
-            await db.report_progress(conn, task, progress=progress, state=state, worker_id=self.worker_id)
-            return True
+        async with self._pool.acquire() as conn:
+            return await db.report_owned_progress(conn, task_id, self.worker_id, progress, state)
 
     async def heartbeat(self, task_id: uuid.UUID) -> bool:
         async with self._pool.acquire() as conn:
@@ -147,26 +135,8 @@ class TaskLifecycle:
             return str(updated).endswith(" 1")
 
     async def complete(self, task_id: uuid.UUID, result: dict[str, Any], message_id: str | None) -> bool:
-        async with self._pool.acquire() as conn, conn.transaction():
-            task = await self._owned(conn, task_id)
-            if task is None:
-                await db.mark_message_done(conn, message_id, task_id, self.worker_id, "lost")
-                return False
-            await db.insert_result(conn, task, result, self.worker_id)
-            done = await db.change_status(
-                conn,
-                task,
-                Status.COMPLETED,
-                worker_id=self.worker_id,
-                message="completed",
-                progress=100,
-                result=result,
-                state="completed",
-                error=None,
-            )
-            await db.enqueue_event(conn, done, "task.completed")
-            await db.mark_message_done(conn, message_id, task_id, self.worker_id, "completed")
-            return True
+        async with self._pool.acquire() as conn:
+            return await db.complete_owned(conn, task_id, self.worker_id, result, message_id)
 
     async def wait_for_event(
         self, task_id: uuid.UUID, event_type: str, key: str, message_id: str | None

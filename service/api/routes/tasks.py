@@ -75,8 +75,8 @@ async def submit_task(
     payload = _stored_payload(body, allow_local_repos=settings.allow_local_repos)
     new = NewTask(body.type, payload, body.priority, settings.max_retries, input_hash(body, payload),
                   idempotency_key=idempotency_key, trace_id=tracing.new_trace_id())
-    async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn, conn.transaction():
-        row = await insert_task(conn, new)
+    async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
+        row = await insert_task(conn, new)  # one statement: atomic on its own
         created = row is not None
         if row is None:
             row = await conn.fetchrow(queries.TASK_BY_KEY, idempotency_key)
