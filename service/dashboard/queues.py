@@ -3,7 +3,8 @@
 Ready and consumers come from passive declares on one channel (exact, as `GET /queues` reports);
 unacked only the management API knows, read in one call when `RABBIT_MANAGEMENT_URL` is set. The DLQ
 is peeked (messages fetched unacked, then handed back by closing the channel) only when its depth
-changed or `PEEK_EVERY_S` passed, so watching the page does not redeliver them every second.
+changed: each peek counts as a delivery of the messages it reads, and a quorum queue on RabbitMQ 4
+drops a message past its default delivery limit, so an open page must not peek every second.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from service.api.broker import BrokerLink
 from service.broker.topology import DEAD_LETTER_QUEUE
 from service.dashboard.model import DeadLetter, QueueRow
 
-PEEK_EVERY_S = 15.0
 PEEK_LIMIT = 50
 MANAGEMENT_TIMEOUT_S = 2.0
 _READY = tuple[int | None, int | None]
@@ -80,14 +80,13 @@ def queue_rows(
 
 @dataclass
 class DlqPeek:
-    """The last peek at the DLQ, kept until its depth changes or it grows old."""
+    """The last peek at the DLQ, kept until its depth changes."""
 
     depth: int | None = None
-    at: float = 0.0
     letters: list[DeadLetter] = field(default_factory=list)
 
-    def stale(self, depth: int | None, now: float) -> bool:
-        return depth != self.depth or now - self.at >= PEEK_EVERY_S
+    def stale(self, depth: int | None) -> bool:
+        return depth != self.depth
 
 
 async def peek_dlq(broker: BrokerLink, limit: int = PEEK_LIMIT) -> list[DeadLetter]:

@@ -139,14 +139,14 @@ class Dashboard:
         return queues.queue_rows(names, declared, unacked)
 
     async def _peek_dlq(self, broker: BrokerLink, depth: int | None) -> None:
-        """Peeks again only when the depth changed or the last peek grew old."""
-        now = self.clock()
-        if depth is None or not self._peek.stale(depth, now):
+        """Peeks again only when the depth changed (see `service.dashboard.queues`)."""
+        if depth is None or not self._peek.stale(depth):
             return
-        letters: list[DeadLetter] = []
-        with contextlib.suppress(*BROKER_ERRORS):
+        try:
             letters = await queues.peek_dlq(broker) if depth else []
-        self._peek = queues.DlqPeek(depth, now, letters)
+        except BROKER_ERRORS:
+            return  # the next refresh tries again
+        self._peek = queues.DlqPeek(depth, letters)
 
     def _remember(self, snapshot: Snapshot) -> None:
         counts = snapshot.counts

@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 from service.api import session
 from service.api.auth import BearerAuth
 from service.config import Settings
+from service.dashboard import queues
 from service.dashboard.model import DeadLetter, Failure, QueueRow, Snapshot, TaskCounts, Worker
 from service.dashboard.queues import dead_letter, queue_kind
 from service.dashboard.render import REDACTED, redact, render, spark_points
@@ -159,3 +160,18 @@ def test_every_value_in_the_live_fragment_is_escaped() -> None:
     html = render("live.html", s=snapshot)
     assert "<script" not in html
     assert html.count("&lt;script&gt;") >= 9
+
+
+async def test_the_dlq_is_peeked_only_when_its_depth_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each peek is a delivery of what it reads: an open page must not peek every second."""
+    peeks: list[int] = []
+
+    async def peek(broker: object, limit: int = 50) -> list[DeadLetter]:
+        peeks.append(limit)
+        return []
+
+    monkeypatch.setattr(queues, "peek_dlq", peek)
+    dashboard = Dashboard(Settings())
+    for depth in (3, 3, 3, 4, 4, None, 4, 0, 0):
+        await dashboard._peek_dlq(cast(Any, None), depth)
+    assert len(peeks) == 2  # at 3 and at 4; an empty DLQ needs no peek
