@@ -34,7 +34,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from structlog.contextvars import bound_contextvars
+
+from service.logs import bound
 
 TRACER_NAME = "ast.service"
 _SPAN_ID_MASK = (1 << 64) - 1
@@ -182,7 +183,7 @@ def job_step(name: str, *, log_duration: bool = True) -> Iterator[None]:
     started = time.perf_counter()
     span = nullcontext() if _provider is None else _tracer().start_as_current_span(f"step {name}")
     outcome = "failed"
-    with bound_contextvars(step=name), span:
+    with bound(step=name), span:
         try:
             yield
             outcome = "done"
