@@ -86,7 +86,8 @@ async def submit_task(
         metrics.tasks_submitted.labels(body.type.value).inc()
         tracing.accepted(row["task_id"], row["type"])
         log.info("task accepted",
-                 extra={"taskId": str(row["task_id"]), "type": row["type"], "step": "submit"})
+                 extra={"taskId": str(row["task_id"]), "type": row["type"], "step": "submit",
+                        "traceId": row["trace_id"]})
     response.headers["Location"] = f"/tasks/{row['task_id']}"
     return TaskAccepted(task_id=row["task_id"], status=Status(row["status"]))
 
