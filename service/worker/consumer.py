@@ -31,6 +31,8 @@ from service.worker.processor import MessageProcessor
 log = logging.getLogger("ast.worker")
 _TRANSIENT = TRANSIENT_ERRORS
 _WATCH_INTERVAL_S = 1.0
+# How long a stopping worker listens for deliveries still on their way after its cancel.
+_LATE_DELIVERY_S = 0.25
 
 
 class Worker:
@@ -39,6 +41,7 @@ class Worker:
         self.worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
         self._stopping = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
+        self._last_delivery = 0.0
         self._slots = asyncio.Semaphore(settings.worker_concurrency)
         self._consuming = False
         self._dlx: AbstractExchange | None = None
@@ -182,25 +185,40 @@ class Worker:
             await asyncio.gather(queue.cancel(tag), return_exceptions=True)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self._last_delivery = asyncio.get_running_loop().time()
         task = asyncio.ensure_future(self._handle(message))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
+        """Runs a delivered message, even one that arrived after SIGTERM: it is in flight. Handing
+        it straight back (a nack) would count against the queue's delivery limit, and the broker
+        redelivers a nacked message to this same consumer until its cancel lands, in a loop that
+        can dead-letter a healthy job behind the service's back."""
         assert self._processor is not None
         async with self._slots:
-            if self._stopping.is_set():
-                await asyncio.gather(message.nack(requeue=True), return_exceptions=True)
-                return
             await self._processor.process(message)
 
     async def _finish_inflight(self) -> None:
-        """Waits SHUTDOWN_GRACE_MS for running jobs; the rest are handed back."""
-        if not self._inflight:
-            return
-        grace = self.settings.shutdown_grace_ms / 1000
-        log.info("waiting up to %.1fs for %d job(s)", grace, len(self._inflight), extra={"step": "shutdown"})
-        _, pending = await asyncio.wait(set(self._inflight), timeout=grace)
+        """Waits SHUTDOWN_GRACE_MS for every delivered message (running, or waiting for a slot),
+        including those that reach the client after the consumers' cancel (a quorum queue may
+        still have one on its way); what is left at the deadline is handed back."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.shutdown_grace_ms / 1000
+        announced = False
+        while (left := deadline - loop.time()) > 0:
+            if self._inflight:
+                if not announced:
+                    count = len(self._inflight)
+                    log.info("waiting up to %.1fs for %d job(s)", left, count, extra={"step": "shutdown"})
+                    announced = True
+                await asyncio.wait(set(self._inflight), timeout=left)
+                continue
+            quiet = _LATE_DELIVERY_S - (loop.time() - self._last_delivery)
+            if quiet <= 0:
+                break
+            await asyncio.sleep(min(quiet, left))
+        pending = set(self._inflight)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
