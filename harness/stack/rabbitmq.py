@@ -77,8 +77,14 @@ class RabbitNode:
         self._env = self._prepare(cookie)
         self.owns_epmd = epmd is None
         self.epmd = epmd or epmd_process(self.ports.epmd, log_dir, self._env)
+        # Its working directory is its own: an Erlang VM that dies writes erl_crash.dump and
+        # MnesiaCore files there, not into whatever directory the harness was started from.
         self.server = ManagedProcess(
-            name, [str(RABBIT_BIN / "rabbitmq-server"), "-noinput"], log_dir=log_dir, env=self._env
+            name,
+            [str(RABBIT_BIN / "rabbitmq-server"), "-noinput"],
+            log_dir=log_dir,
+            env=self._env,
+            cwd=base_dir,
         )
 
     @property
