@@ -50,6 +50,7 @@ def scrape(local_stack: LocalStack, api: httpx.Client) -> dict[str, float]:
     for url in worker_urls(local_stack):
         text = httpx.get(url + "/metrics", timeout=10).text
         assert "ast_worker_current_tasks" in text
+        assert 'ast_worker_queue_messages{queue="ast.simulate.q"}' in text
         totals["completed"] += sample(text, "ast_worker_jobs_total", status="completed", type="simulate")
         totals["duration_count"] += sample(text, "ast_worker_job_duration_seconds_count", type="simulate")
         totals["current"] += sample(text, "ast_worker_current_tasks")

@@ -83,6 +83,7 @@ class Worker:
             is_running=self.is_ready,
             rabbitmq_open=lambda: self._connection is not None and not self._connection.is_closed,
             postgres=self._ping_postgres,
+            queue_depths=self._queue_depths,
             loop=asyncio.get_running_loop(),
             heartbeat=heartbeat,
             live_after_s=self.settings.worker_live_after_s,
@@ -93,6 +94,20 @@ class Worker:
             raise ConnectionError("no pool yet")
         async with self._pool.acquire() as conn:
             await conn.fetchval("SELECT 1")
+
+    async def _queue_depths(self) -> dict[str, int]:
+        """Ready messages of each job queue (passive declares on a channel of their own)."""
+        if self._connection is None or self._connection.is_closed:
+            raise ConnectionError("no broker connection")
+        channel = await self._connection.channel()
+        try:
+            depths = {}
+            for queue in JOB_QUEUES.values():
+                declared = await channel.declare_queue(queue.name, passive=True)
+                depths[queue.name] = declared.declaration_result.message_count or 0
+            return depths
+        finally:
+            await asyncio.gather(channel.close(), return_exceptions=True)
 
     async def _open_pool(self) -> asyncpg.Pool[Any] | None:
         backoff = 0.2

@@ -6,7 +6,9 @@
 - `/live`: 200 while the worker's event loop beats: its heartbeat is younger than
   WORKER_LIVE_AFTER_S. A loop stuck in a blocking call stops beating, and because the server runs
   in a thread of its own, `/live` says so (503) instead of hanging with the loop;
-- `/metrics`: Prometheus text (`ast_worker_jobs_total{status,type}`, ...).
+- `/metrics`: Prometheus text (`ast_worker_jobs_total{status,type}`, ...), and the ready messages
+  of each job queue (`ast_worker_queue_messages{queue}`), read by a passive declare on a channel of
+  the worker's own connection when scraped (left as they were when that fails).
 
 Each answers JSON like the certification worker of the design notes: `status`, `isRunning`,
 `workerId`, `queue`, `concurrency`, `timestamp`, and what it checked; a 503 adds the contract's
@@ -22,18 +24,22 @@ import time
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+T = TypeVar("T")
 PROBE_TIMEOUT_S = 3.0
 HEARTBEAT_INTERVAL_S = 0.5
 STOP_TIMEOUT_S = 5.0
+QUEUE_MESSAGES = Gauge(
+    "ast_worker_queue_messages", "Messages ready in each job queue, read when scraped", ["queue"]
+)
 
 
 class Heartbeat:
@@ -61,6 +67,7 @@ class WorkerProbe:
     is_running: Callable[[], bool]
     rabbitmq_open: Callable[[], bool]
     postgres: Callable[[], Awaitable[None]]
+    queue_depths: Callable[[], Awaitable[dict[str, int]]]
     loop: asyncio.AbstractEventLoop
     heartbeat: Heartbeat
     live_after_s: float
@@ -76,17 +83,29 @@ class WorkerProbe:
             "checks": checks,
         }
 
+    async def on_worker_loop(self, make: Callable[[], Awaitable[T]]) -> T:
+        """`make()` run on the worker's loop (its pool and connection live there), bounded."""
+        future = asyncio.run_coroutine_threadsafe(_coroutine(make), self.loop)
+        return await asyncio.wait_for(asyncio.wrap_future(future), PROBE_TIMEOUT_S)
+
     async def check_postgres(self) -> str:
         try:
-            future = asyncio.run_coroutine_threadsafe(_coroutine(self.postgres), self.loop)
-            await asyncio.wait_for(asyncio.wrap_future(future), PROBE_TIMEOUT_S)
+            await self.on_worker_loop(self.postgres)
             return "ok"
         except Exception as error:  # noqa: BLE001 - any failure of the probe means "not ready"
             return f"down: {type(error).__name__}"
 
+    async def refresh_queue_depths(self) -> None:
+        try:
+            depths = await self.on_worker_loop(self.queue_depths)
+        except Exception:  # noqa: BLE001 - a scrape must answer; the gauges keep their last values
+            return
+        for queue, messages in depths.items():
+            QUEUE_MESSAGES.labels(queue).set(messages)
 
-async def _coroutine(make: Callable[[], Awaitable[None]]) -> None:
-    await make()
+
+async def _coroutine(make: Callable[[], Awaitable[T]]) -> T:
+    return await make()
 
 
 def _answer(probe: WorkerProbe, ok: bool, status: str, checks: dict[str, Any], message: str) -> Response:
@@ -116,6 +135,7 @@ def health_app(probe: WorkerProbe) -> Starlette:
         return _answer(probe, age < probe.live_after_s, "live", checks, "the worker's event loop is stuck")
 
     async def metrics(_: Request) -> Response:
+        await probe.refresh_queue_depths()
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     probes = {"/health": health, "/ready": ready, "/live": live, "/metrics": metrics}

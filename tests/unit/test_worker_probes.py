@@ -22,6 +22,10 @@ async def postgres_down() -> None:
     raise ConnectionRefusedError("no server")
 
 
+async def depths() -> dict[str, int]:
+    return {"ast.simulate.q": 7}
+
+
 def probe(
     *, postgres: object = postgres_up, rabbitmq: bool = True, heartbeat_age: float = 0.0
 ) -> WorkerProbe:
@@ -29,7 +33,7 @@ def probe(
     heartbeat._last = time.monotonic() - heartbeat_age
     return WorkerProbe(
         worker_id="w-1", queues=("ast.simulate.q",), concurrency=2, is_running=lambda: True,
-        rabbitmq_open=lambda: rabbitmq, postgres=postgres,  # type: ignore[arg-type]
+        rabbitmq_open=lambda: rabbitmq, postgres=postgres, queue_depths=depths,  # type: ignore[arg-type]
         loop=asyncio.get_running_loop(), heartbeat=heartbeat, live_after_s=10.0,
     )
 
@@ -69,3 +73,8 @@ async def test_ready_when_consuming_and_both_servers_answer() -> None:
     answer = await get(probe(), "/ready")
     assert answer.status_code == 200
     assert answer.json()["checks"] == {"consuming": "ok", "rabbitmq": "ok", "postgres": "ok"}
+
+
+async def test_a_scrape_reads_the_queue_depths() -> None:
+    text = (await get(probe(), "/metrics")).text
+    assert 'ast_worker_queue_messages{queue="ast.simulate.q"} 7.0' in text
