@@ -45,6 +45,7 @@ RECENT_EVENTS = 5_000
 TASKS_PER_WORKER = 5
 MAX_WORKERS = 100
 MAX_EVENTS = 500
+QUERY_TIMEOUT_S = 10.0
 
 
 class CountingConnection:
@@ -56,12 +57,12 @@ class CountingConnection:
 
     async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
         self.queries += 1
-        rows: list[asyncpg.Record] = await self._conn.fetch(query, *args)
+        rows: list[asyncpg.Record] = await self._conn.fetch(query, *args, timeout=QUERY_TIMEOUT_S)
         return rows
 
     async def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
         self.queries += 1
-        row: asyncpg.Record | None = await self._conn.fetchrow(query, *args)
+        row: asyncpg.Record | None = await self._conn.fetchrow(query, *args, timeout=QUERY_TIMEOUT_S)
         return row
 
 

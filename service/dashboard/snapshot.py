@@ -34,6 +34,7 @@ SPARK_POINTS = 120
 RATE_WINDOW_S = 10.0
 FAILURES_SHOWN = 20
 ACQUIRE_TIMEOUT_S = 5.0
+BROKER_TIMEOUT_S = 3.0  # a broker that does not answer leaves its rows empty, not the page hanging
 BROKER_ERRORS = (InfrastructureError, OSError, TimeoutError, RuntimeError)
 
 
@@ -125,7 +126,8 @@ class Dashboard:
     async def _queues(self, broker: BrokerLink, problems: list[str]) -> list[QueueRow]:
         names = all_queue_names(self.settings.max_retries, self.settings.retry_base_ms)
         try:
-            declared = await queues.declared_counts(broker, names)
+            async with asyncio.timeout(BROKER_TIMEOUT_S):
+                declared = await queues.declared_counts(broker, names)
         except BROKER_ERRORS as error:
             problems.append(f"RabbitMQ does not answer: {type(error).__name__}")
             declared = {}
@@ -143,7 +145,8 @@ class Dashboard:
         if depth is None or not self._peek.stale(depth):
             return
         try:
-            letters = await queues.peek_dlq(broker) if depth else []
+            async with asyncio.timeout(BROKER_TIMEOUT_S):
+                letters = await queues.peek_dlq(broker) if depth else []
         except BROKER_ERRORS:
             return  # the next refresh tries again
         self._peek = queues.DlqPeek(depth, letters)
