@@ -55,3 +55,13 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
     assert (started.returncode, started.stderr.strip()) == (
         2, f"invalid configuration: AST_CONFIG: no such file: {tmp_path / 'absent.toml'}"
     )
+
+
+def test_an_unknown_trace_exporter_stops_with_one_line() -> None:
+    code = "from service.tracing import tracing_or_exit; tracing_or_exit('api')"
+    env = {"OTEL_TRACES_EXPORTER": "zipkin", "PATH": "/usr/bin:/bin"}
+    argv = [sys.executable, "-c", code]
+    started = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert (started.returncode, started.stderr.strip()) == (
+        2, "invalid configuration: OTEL_TRACES_EXPORTER: unknown exporter 'zipkin' (console, otlp or none)"
+    )
