@@ -21,6 +21,13 @@ async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
 DURABLE_SESSION: dict[str, str] = {"synchronous_commit": "on"}
 
 
+async def _keep_session(conn: asyncpg.Connection[Any]) -> None:
+    """Nothing to reset on release: asyncpg's default runs one more query (UNLISTEN, RESET ALL,
+    advisory unlock) each time, a round trip per acquire, and the service keeps no session state
+    on pooled connections (LISTEN has its own connection; advisory locks are transaction-scoped).
+    The pool still rolls back an open transaction and drops listeners before calling this."""
+
+
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool[Any]:
     pool = await asyncpg.create_pool(
         dsn,
@@ -29,6 +36,7 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asy
         init=_init_connection,
         command_timeout=30,
         server_settings=DURABLE_SESSION,
+        reset=_keep_session,
     )
     assert pool is not None
     return pool
