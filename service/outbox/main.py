@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import signal
 
+import uvloop
+
 from service.config import settings_or_exit
 from service.logs import configure_logging
 from service.outbox.relay import OutboxRelay
@@ -20,4 +22,4 @@ async def _serve(relay: OutboxRelay) -> None:
 def main() -> None:
     settings = settings_or_exit()
     configure_logging(settings.log_level, process="relay")
-    asyncio.run(_serve(OutboxRelay(settings)))
+    uvloop.run(_serve(OutboxRelay(settings)))

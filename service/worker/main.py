@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import signal
 
+import uvloop
+
 from service.config import settings_or_exit
 from service.logs import configure_logging
 from service.tracing import tracing_or_exit
@@ -22,4 +24,4 @@ def main() -> None:
     settings = settings_or_exit()
     configure_logging(settings.log_level, process=f"worker:{settings.worker_id or 'anon'}")
     tracing_or_exit("worker")
-    asyncio.run(_serve(Worker(settings)))
+    uvloop.run(_serve(Worker(settings)))
