@@ -1,4 +1,7 @@
-"""What a route needs from the app, as FastAPI dependencies: the pool, the broker, the settings."""
+"""What a route needs from the app, as FastAPI dependencies: the pool, the broker, the settings.
+
+Each is `async def`: FastAPI runs a plain `def` dependency in its thread pool, a thread hand-off per
+dependency per request, for what is an attribute read."""
 
 from __future__ import annotations
 
@@ -21,27 +24,27 @@ else:  # asyncpg.Pool is not subscriptable at run time, and FastAPI evaluates th
     PgPool = asyncpg.Pool
 
 
-def get_pool(request: Request) -> PgPool:
+async def get_pool(request: Request) -> PgPool:
     pool: PgPool = request.app.state.pool
     return pool
 
 
-def get_broker(request: Request) -> BrokerLink:
+async def get_broker(request: Request) -> BrokerLink:
     broker: BrokerLink = request.app.state.broker
     return broker
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_metrics(request: Request) -> ApiMetrics:
+async def get_metrics(request: Request) -> ApiMetrics:
     metrics: ApiMetrics = request.app.state.metrics
     return metrics
 
 
-def parse_task_id(task_id: str) -> uuid.UUID:
+async def parse_task_id(task_id: str) -> uuid.UUID:
     """A path id that is not a UUID names no task: 404, the same as an unknown one."""
     try:
         return uuid.UUID(task_id)
