@@ -2,7 +2,10 @@
 
 The API must serve `POST /tasks` (which only needs PostgreSQL) even while RabbitMQ is down, so the
 connection is made in the background and retried; callers get `InfrastructureError` until it is up.
-After the first connect, aio-pika's robust connection reconnects by itself.
+After the first connect, aio-pika's robust connection reconnects by itself, but only to the node
+it first reached; when channels have failed for `_FAILOVER_AFTER_S`, the link drops that
+connection and connects again from the top of `RABBIT_URL`, so the API outlives the loss of its
+node for good (a cluster's other nodes answer).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ _CHANNEL_TIMEOUT_S = 5.0
 _BROKEN_CONNECTION = (RuntimeError, ConnectionError, aiormq.exceptions.AMQPError,
                       aio_pika.exceptions.AMQPException)
 _MAX_BACKOFF_S = 5.0
+_FAILOVER_AFTER_S = 3.0
 
 
 class BrokerLink:
@@ -35,6 +39,8 @@ class BrokerLink:
         self._settings = settings
         self._connection: AbstractRobustConnection | None = None
         self._connector: asyncio.Task[None] | None = None
+        self._broken_since: float | None = None
+        self._closing: set[asyncio.Task[None]] = set()
 
     async def start(self, *, wait_s: float) -> None:
         """Connects in the background; waits up to `wait_s` so a healthy start is ready at once."""
@@ -56,11 +62,14 @@ class BrokerLink:
         """A fresh channel, closed on exit: unacked messages on it go back to their queue."""
         connection = self._connection
         if connection is None or connection.is_closed:
+            self._note_broken()
             raise InfrastructureError("RabbitMQ is not connected")
         try:
             channel = await asyncio.wait_for(connection.channel(), _CHANNEL_TIMEOUT_S)
-        except _BROKEN_CONNECTION as error:
+        except (*_BROKEN_CONNECTION, TimeoutError) as error:
+            self._note_broken()
             raise InfrastructureError(f"RabbitMQ did not open a channel: {type(error).__name__}") from error
+        self._broken_since = None
         try:
             yield channel
         except _BROKEN_CONNECTION as error:
@@ -69,6 +78,23 @@ class BrokerLink:
             if not channel.is_closed:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(channel.close(), _CHANNEL_TIMEOUT_S)
+
+    def _note_broken(self) -> None:
+        """Starts over from the first node that answers once channels have failed long enough."""
+        now = asyncio.get_running_loop().time()
+        if self._broken_since is None:
+            self._broken_since = now
+        reconnecting = self._connector is not None and not self._connector.done()
+        if reconnecting or now - self._broken_since < _FAILOVER_AFTER_S:
+            return
+        stale, self._connection, self._broken_since = self._connection, None, None
+        log.warning("RabbitMQ unreachable for %.0fs: connecting again", _FAILOVER_AFTER_S,
+                    extra={"step": "amqp"})
+        if stale is not None:
+            closing = asyncio.create_task(_close_quietly(stale))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+        self._connector = asyncio.create_task(self._connect_forever(), name="api-amqp-reconnect")
 
     async def ping(self) -> None:
         """Opens and closes a channel: the broker answered."""
@@ -102,3 +128,8 @@ class BrokerLink:
             raise
         self._connection = connection
         log.info("API connected to RabbitMQ", extra={"step": "amqp"})
+
+
+async def _close_quietly(connection: AbstractRobustConnection) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(connection.close(), _CHANNEL_TIMEOUT_S)

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 
 from chaos.nemesis import LocalFaults, Nemesis
@@ -162,6 +163,35 @@ def test_losing_the_leader_of_the_simulate_queue_while_200_jobs_flow(
     print(f"new leader {new_leader}; node back {end.value['back_after_s']:.2f}s after the kill")
     _all_online(cluster)
     check_invariants(cluster.endpoints, nemesis.history, run_writer, request.node.nodeid)
+
+
+def test_the_api_outlives_the_loss_of_the_node_it_was_connected_to(
+    cluster: LocalStack, nemesis: Nemesis
+) -> None:
+    """The API connects to the first node of RABBIT_URL; with that node down for good, /ready
+    and /queues answer again from another node, without an API restart."""
+    first = cluster.rabbit_nodes[0].nodename
+    token = cluster.endpoints.api_token
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    api = httpx.Client(base_url=cluster.endpoints.api_url, headers=headers, timeout=10)
+    assert cluster.api is not None
+    restarts = cluster.api.process.restart_count
+    active = nemesis.start("broker-node-loss", node=first)
+    try:
+        assert active is not None
+        assert active.started["target"] == first
+        lost_at = time.monotonic()
+        poll("/ready answering 200 with the first node down", lambda: api.get("/ready").is_success or None)
+        ready_after = time.monotonic() - lost_at
+        queues = api.get("/queues")
+        assert queues.status_code == 200, queues.text
+    finally:
+        if active is not None:
+            nemesis.stop(active)
+        api.close()
+    assert cluster.api.process.restart_count == restarts, "the API was restarted"
+    print(f"\nAPI ready again {ready_after:.2f}s after its node {first} was killed")
+    _all_online(cluster)
 
 
 @pytest.mark.parametrize("action", ["stop", "restart", "kill"])
