@@ -68,6 +68,8 @@ def _merge_bound(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
 
 def redact(text: str) -> str:
     """Masks user:password@ and #fragments in URLs, the paths of file:// URLs, and bearer tokens."""
+    if "://" not in text and "bearer" not in text.lower():
+        return text  # none of the patterns can match: most lines, at a fraction of their cost
     text = _CREDENTIALS_IN_URL.sub(lambda m: f"{m.group('scheme')}***@", text)
     text = _FRAGMENT_IN_URL.sub(lambda m: f"{m.group('url')}#***", text)
     text = _FILE_URL.sub("file://***", text)
