@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     reconcile_interval_ms: int = Field(default=5_000, ge=100, le=3_600_000)
     reconcile_pending_after_ms: int = Field(default=30_000, ge=100, le=86_400_000)
     reconcile_lease_grace_ms: int = Field(default=15_000, ge=0, le=86_400_000)
+    # Terminal tasks that ended longer ago are deleted by the relay (service.retention); 0 keeps all.
+    retention_days: int = Field(default=30, ge=0, le=36_500)
+    retention_batch_size: int = Field(default=500, ge=1, le=10_000)
+    retention_interval_ms: int = Field(default=60_000, ge=100, le=86_400_000)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
     @classmethod

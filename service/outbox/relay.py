@@ -6,7 +6,8 @@ again, which the workers' inbox absorbs (at-least-once, deduplicated by message 
 
 Between batches the relay also runs the reconciler (`service.reconciler`) every
 `RECONCILE_INTERVAL_MS`, so wherever a relay runs (`ast-relay`, or inside `ast-api`), stuck tasks
-are re-driven through this same outbox.
+are re-driven through this same outbox; and retention (`service.retention`), one small batch of
+old terminal tasks at a time.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from service.config import Settings
 from service.db.pool import create_pool
 from service.driver_errors import TRANSIENT_ERRORS
 from service.reconciler import Reconciler
+from service.retention import Retention
 
 log = logging.getLogger("ast.relay")
 
@@ -51,6 +53,7 @@ class OutboxRelay:
         self.published = 0
         self.reconciler = Reconciler(settings, self._ready_messages)
         self._next_reconcile = 0.0
+        self.retention = Retention(settings)
 
     async def run(self) -> None:
         """Publishes until stop(); every failure is logged and retried with a bounded backoff."""
@@ -60,6 +63,7 @@ class OutboxRelay:
                 await self._connect()
                 sent = await self.publish_batch()
                 await self._reconcile_if_due()
+                await self._retain_if_due()
                 backoff = 0.1
                 if sent == 0:
                     await self._wait_for_work()
@@ -112,6 +116,13 @@ class OutboxRelay:
             return
         self._next_reconcile = now + self._settings.reconcile_interval_ms / 1000
         await self.reconciler.run_once(self._pool)
+
+    async def _retain_if_due(self) -> None:
+        """At most one small retention batch per round, so publishing never waits behind it."""
+        assert self._pool is not None
+        now = asyncio.get_running_loop().time()
+        if self.retention.due(now):
+            await self.retention.run_batch(self._pool, now)
 
     async def _ready_messages(self, queue: str) -> int:
         assert self._channel is not None
