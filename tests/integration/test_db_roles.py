@@ -1,12 +1,14 @@
-"""The database role split of the compose stack (deploy/postgres/20-grants.sql), on real PostgreSQL.
+"""The database role split of the compose stack (deploy/postgres/), on real PostgreSQL.
 
 `ast_migrate` owns the schema and runs the migrations; `ast_app`, what the API and the workers
-connect as, accepts, runs and completes a job, and can change no table's shape. The grants file is
-the one the compose stack's PostgreSQL runs at first start.
+connect as, accepts, runs and completes a job, and can change no table's shape. The scripts are
+the ones the compose stack's PostgreSQL runs at first start, run the way its image runs them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,8 +24,27 @@ from service.db.migrate import apply_migrations
 from tests.integration.test_tracing import submit_and_run
 
 pytestmark = pytest.mark.integration
-GRANTS = Path(__file__).resolve().parents[2] / "deploy" / "postgres" / "20-grants.sql"
+INITDB = Path(__file__).resolve().parents[2] / "deploy" / "postgres"
 ROLES = ("ast_app", "ast_migrate")
+
+
+def run_initdb_scripts(superuser_dsn: str, database: str) -> None:
+    """deploy/postgres/ as the postgres image runs it at first start: each .sh executed, each
+    .sql through psql, in name order, as the superuser in the service's database."""
+    parts = urlsplit(superuser_dsn)
+    env = {
+        "PATH": "/usr/bin:/bin", "PGHOST": str(parts.hostname), "PGPORT": str(parts.port),
+        "POSTGRES_USER": str(parts.username), "POSTGRES_DB": database,
+        "AST_MIGRATE_PASSWORD": "ast_migrate-pw", "AST_APP_PASSWORD": "ast_app-pw",
+    }
+    for script in sorted(INITDB.iterdir()):
+        if script.suffix == ".sh":
+            argv = [str(script)]
+        else:
+            argv = ["psql", "-v", "ON_ERROR_STOP=1", "--no-psqlrc", "--no-password",
+                    "--username", env["POSTGRES_USER"], "--dbname", database, "-f", str(script)]
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, (script.name, done.stderr)
 
 
 def as_role(dsn: str, role: str, database: str) -> str:
@@ -43,14 +64,8 @@ async def split_database(stack: StackProvider, endpoints: StackEndpoints) -> Asy
     try:
         for role in ROLES:
             await admin.execute(f"DROP ROLE IF EXISTS {role}")
-            await admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{role}-pw'")
         await admin.execute(f'CREATE DATABASE "{name}"')
-        superuser_inside = urlunsplit(urlsplit(endpoints.postgres_dsn)._replace(path=f"/{name}"))
-        inside = await asyncpg.connect(superuser_inside)
-        try:
-            await inside.execute(GRANTS.read_text(encoding="utf-8"))
-        finally:
-            await inside.close()
+        await asyncio.to_thread(run_initdb_scripts, endpoints.postgres_dsn, name)
         dsns = {role: as_role(endpoints.postgres_dsn, role, name) for role in ROLES}
         await apply_migrations(dsns["ast_migrate"])
         yield dsns
