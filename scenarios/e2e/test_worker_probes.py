@@ -46,14 +46,13 @@ def sample(text: str, name: str, **labels: str) -> float:
 
 def scrape(local_stack: LocalStack, api: httpx.Client) -> dict[str, float]:
     """The series this test follows, summed over every worker, and the API's submit counter."""
-    totals = {"completed": 0.0, "duration_count": 0.0, "current": 0.0}
+    totals = {"completed": 0.0, "duration_count": 0.0}
     for url in worker_urls(local_stack):
         text = httpx.get(url + "/metrics", timeout=10).text
         assert "ast_worker_current_tasks" in text
         assert 'ast_worker_queue_messages{queue="ast.simulate.q"}' in text
         totals["completed"] += sample(text, "ast_worker_jobs_total", status="completed", type="simulate")
         totals["duration_count"] += sample(text, "ast_worker_job_duration_seconds_count", type="simulate")
-        totals["current"] += sample(text, "ast_worker_current_tasks")
     api_text = api.get("/metrics").text
     labels = {"method": "POST", "route": "/tasks", "status": "202"}
     totals["submitted"] = sample(api_text, "ast_api_requests_total", **labels)
@@ -68,6 +67,8 @@ def test_a_job_moves_every_counter(api: httpx.Client, local_stack: LocalStack) -
     assert wait_terminal(api, task_id)["status"] == "COMPLETED"
     after = scrape(local_stack, api)
     moved = {name: after[name] - before[name] for name in before}
-    assert moved == {
-        "completed": 1.0, "duration_count": 1.0, "current": 0.0, "submitted": 1.0, "submit_latency_count": 1.0
-    }
+    # Only this test submits, so the API's counters move by exactly one. A worker may still finish
+    # a job of an earlier test (its task wiped by the clean state) meanwhile: at least one there.
+    assert (moved["submitted"], moved["submit_latency_count"]) == (1.0, 1.0)
+    assert moved["completed"] >= 1.0
+    assert moved["duration_count"] >= 1.0
