@@ -62,7 +62,7 @@ class Worker:
         beating = asyncio.ensure_future(heartbeat.run())
         where = self.settings.worker_health_host, self.settings.worker_health_port
         server = HealthServer(health_app(self._probe(heartbeat)), *where)
-        server.start()
+        await asyncio.to_thread(server.start)
         pool = self._pool = await self._open_pool()
         try:
             if pool is not None:

@@ -37,6 +37,7 @@ T = TypeVar("T")
 PROBE_TIMEOUT_S = 3.0
 HEARTBEAT_INTERVAL_S = 0.5
 STOP_TIMEOUT_S = 5.0
+START_TIMEOUT_S = 10.0
 QUEUE_MESSAGES = Gauge(
     "ast_worker_queue_messages", "Messages ready in each job queue, read when scraped", ["queue"]
 )
@@ -142,6 +143,10 @@ def health_app(probe: WorkerProbe) -> Starlette:
     return Starlette(routes=[Route(path, endpoint) for path, endpoint in probes.items()])
 
 
+class HealthServerError(RuntimeError):
+    """WORKER_HEALTH_HOST:WORKER_HEALTH_PORT cannot be listened on."""
+
+
 class EmbeddedServer(uvicorn.Server):
     """uvicorn beside the worker; the worker owns SIGTERM, so uvicorn must not capture it."""
 
@@ -154,14 +159,33 @@ class HealthServer:
     """The probes' server in a thread with its own loop, so it answers while the worker's is stuck."""
 
     def __init__(self, app: Starlette, host: str, port: int) -> None:
+        self.where = f"{host}:{port}"
         config = uvicorn.Config(
-            app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"
+            app, host=host, port=port, log_level="warning", log_config=None, access_log=False, lifespan="off"
         )
         self._server = EmbeddedServer(config)
-        self._thread = threading.Thread(target=self._server.run, name="worker-health", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name="worker-health", daemon=True)
+
+    def _serve(self) -> None:
+        with contextlib.suppress(SystemExit):  # uvicorn exits when it cannot bind: start() says so
+            self._server.run()
 
     def start(self) -> None:
+        """Returns once it listens; raises HealthServerError when it cannot (the port is taken)."""
         self._thread.start()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise HealthServerError(f"the health server could not listen on {self.where}")
+            time.sleep(0.01)
+
+    @property
+    def port(self) -> int | None:
+        """The port it listens on (WORKER_HEALTH_PORT=0 picks a free one)."""
+        for server in self._server.servers:
+            for sock in server.sockets:
+                return int(sock.getsockname()[1])
+        return None
 
     def stop(self) -> None:
         self._server.should_exit = True

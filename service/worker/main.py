@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 
 import uvloop
 
@@ -11,6 +12,7 @@ from service.config import settings_or_exit
 from service.logs import configure_logging
 from service.tracing import tracing_or_exit
 from service.worker.consumer import Worker
+from service.worker.health import HealthServerError
 
 
 async def _serve(worker: Worker) -> None:
@@ -24,4 +26,8 @@ def main() -> None:
     settings = settings_or_exit()
     configure_logging(settings.log_level, process=f"worker:{settings.worker_id or 'anon'}")
     tracing_or_exit("worker")
-    uvloop.run(_serve(Worker(settings)))
+    try:
+        uvloop.run(_serve(Worker(settings)))
+    except HealthServerError as error:
+        print(f"ast-worker: {error}", file=sys.stderr)
+        raise SystemExit(1) from None

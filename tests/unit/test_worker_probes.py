@@ -4,12 +4,13 @@ that does not answer is not ready. (The running worker's answers: scenarios/e2e/
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
 import httpx
 import pytest
 
-from service.worker.health import Heartbeat, WorkerProbe, health_app
+from service.worker.health import HealthServer, HealthServerError, Heartbeat, WorkerProbe, health_app
 
 pytestmark = pytest.mark.unit
 
@@ -78,3 +79,25 @@ async def test_ready_when_consuming_and_both_servers_answer() -> None:
 async def test_a_scrape_reads_the_queue_depths() -> None:
     text = (await get(probe(), "/metrics")).text
     assert 'ast_worker_queue_messages{queue="ast.simulate.q"} 7.0' in text
+
+
+async def test_a_taken_port_is_refused_at_start() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = HealthServer(health_app(probe()), "127.0.0.1", port)
+        with pytest.raises(HealthServerError, match=f"127.0.0.1:{port}"):
+            await asyncio.to_thread(server.start)
+
+
+async def test_the_server_answers_from_its_own_thread_and_stops() -> None:
+    server = HealthServer(health_app(probe()), "127.0.0.1", 0)
+    await asyncio.to_thread(server.start)
+    try:
+        assert server.port is not None
+        async with httpx.AsyncClient() as client:
+            answer = await client.get(f"http://127.0.0.1:{server.port}/health")
+        assert answer.json()["status"] == "ok"
+    finally:
+        await asyncio.to_thread(server.stop)
