@@ -107,9 +107,10 @@ def _print_half_rate(half: dict[str, Any], console: Console) -> None:
     value = half["post_p99_over_p50"]
     verdict = "[green]met[/green]" if value is not None and value <= 5 else "[red]missed[/red]"
     table = Table(title="POST /tasks at half the maximum rate (open loop)", title_justify="left")
-    for column in ("offered/s", "jobs/s", "POST p50 ms", "POST p99 ms", "p99 / p50", "goal ≤ 5"):
+    for column in ("jobs", "offered/s", "jobs/s", "POST p50 ms", "POST p99 ms", "p99 / p50", "goal ≤ 5"):
         table.add_column(column, justify="right")
     table.add_row(
+        str(row["jobs"]),
         f"{half['offered_per_s']:.0f}", f"{row['jobs_per_s']:.0f}", f"{row['post_p50_ms']:.1f}",
         f"{row['post_p99_ms']:.1f}", f"{value:.2f}" if value is not None else "-", verdict,
     )

@@ -38,6 +38,8 @@ KNOBS: tuple[dict[str, str], ...] = (
     {"WORKER_CONCURRENCY": "4", "RABBIT_PREFETCH": "16"},
     {"WORKER_CONCURRENCY": "16", "RABBIT_PREFETCH": "32"},
 )
+OPEN_LOOP_S = 30
+"""The half-rate row offers its rate for this long at most (at 100 jobs/s: 3,000 jobs)."""
 QUICK_KNOBS: tuple[dict[str, str], ...] = ({"WORKER_CONCURRENCY": "4", "RABBIT_PREFETCH": "16"},)
 
 
@@ -227,7 +229,7 @@ class Bench:
         if rate is None:
             submits = await closed_loop(options.jobs, options.concurrency, submit_one)
         else:
-            submits = await open_loop(options.jobs, rate, submit_one)
+            submits = await open_loop(self.open_loop_jobs(rate), rate, submit_one)
         done = await wait_completed(self.dsn, table, [s.job_id for s in submits], options.timeout_s)
         meter.stop()
         row = summarize(name, submits, done, meter.percent(), cpu_s=meter.seconds())
@@ -315,11 +317,16 @@ class Bench:
 
     # ---- POST latency at half the maximum rate -----------------------------------------------
 
+    def open_loop_jobs(self, rate: float) -> int:
+        """Jobs of the open-loop row: --jobs, but no more than OPEN_LOOP_S seconds' worth (>= 100)."""
+        return min(self.options.jobs, max(100, int(rate * OPEN_LOOP_S)))
+
     def half_rate(self, max_rate: float) -> None:
         rate = max(max_rate / 2, 1.0)
         row = self.service_row(f"service at half rate ({rate:.0f}/s offered)", self.options.workers, {}, rate)
         self.results.half_rate = {
             "offered_per_s": rate,
+            "jobs": self.open_loop_jobs(rate),
             "row": asdict(row),
             "post_p99_over_p50": row.post_p99_ms / row.post_p50_ms if row.post_p50_ms else None,
             "goal": "<= 5",
