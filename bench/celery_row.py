@@ -81,6 +81,9 @@ class CeleryWorker:
                     raise BenchError(f"the Celery worker exited at start; see {self.log}")
                 answer = await client.get(f"/api/queues/{urllib.parse.quote(self.vhost, safe='')}/{QUEUE}")
                 if answer.status_code == 200 and answer.json().get("consumers", 0) >= 1:
+                    kind = answer.json().get("type")
+                    if kind != "quorum":
+                        raise BenchError(f"{QUEUE} is a {kind} queue, not a quorum queue")
                     return
                 await asyncio.sleep(0.5)
         raise BenchError(f"the Celery worker did not consume within {timeout_s:.0f}s; see {self.log}")
