@@ -10,6 +10,7 @@ Dockerfile. What needs an engine (building, starting, the drills on it) is not r
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import shutil
@@ -204,3 +205,56 @@ def test_hadolint_accepts_the_dockerfile() -> None:
     argv = [str(hadolint), str(ROOT / "Dockerfile")]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def runtime_distributions() -> set[str]:
+    """The project's runtime dependencies and theirs (what the image installs), normalized names."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    def norm(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = [Requirement(spec) for spec in project["dependencies"]]
+    found: set[str] = set()
+    while wanted:
+        requirement = wanted.pop()
+        name = norm(requirement.name)
+        if name in found:
+            continue
+        found.add(name)
+        for spec in metadata.requires(requirement.name) or []:
+            nested = Requirement(spec)
+            if nested.marker is None or nested.marker.evaluate({"extra": ""}):
+                wanted.append(nested)
+    return found
+
+
+def absolute_imports(node: ast.AST) -> list[str]:
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+        return [node.module]
+    return []
+
+
+def test_everything_the_service_imports_is_a_runtime_dependency() -> None:
+    """The image installs only the runtime dependencies: an import of a dev-only package in service/
+    (a test tool, a linter's stubs) would pass every test here and fail in the container."""
+    from importlib import metadata
+
+    providers = {module: [re.sub(r"[-_.]+", "-", d).lower() for d in dists]
+                 for module, dists in metadata.packages_distributions().items()}
+    runtime = runtime_distributions()
+    missing: dict[str, str] = {}
+    for path in (ROOT / "service").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            for name in absolute_imports(node):
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top == "service":
+                    continue
+                if not set(providers.get(top, [])) & runtime:
+                    missing[top] = str(path.relative_to(ROOT))
+    assert missing == {}
