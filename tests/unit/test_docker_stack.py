@@ -169,7 +169,9 @@ def test_each_services_environment_passes_the_services_own_validation(name: str)
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     not_settings = {"PATH", "PYTHONUNBUFFERED", "AST_PROBE_URL"}
-    assert {key.lower() for key in env if key not in not_settings} <= Settings.model_fields.keys()
+    settings = {key.lower() for key in env if key not in not_settings and not key.startswith("OTEL_")}
+    assert settings <= Settings.model_fields.keys()
+    assert env["OTEL_TRACES_EXPORTER"] == "none"  # off unless whoever starts the stack asks
 
 
 def test_the_target_file_reaches_what_the_compose_file_publishes() -> None:
