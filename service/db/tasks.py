@@ -301,6 +301,17 @@ async def lock_for_claim(conn: Conn, task_id: uuid.UUID, message_id: str | None)
     return row
 
 
+async def claim_ready(
+    conn: Conn, task_id: uuid.UUID, message_id: str | None, worker_id: str, lease: timedelta
+) -> Row | None:
+    """PENDING/RETRYING -> IN_PROGRESS for `worker_id`, with its event, in one call (migration 004);
+    None when the task is not simply ready to run (the caller then decides with the row locked)."""
+    row: Row | None = await conn.fetchrow(
+        "SELECT * FROM ast_claim_ready($1, $2, $3, $4)", task_id, message_id, worker_id, lease
+    )
+    return row
+
+
 _REPORT_PROGRESS = """
 WITH updated AS (
     UPDATE tasks SET version = version + 1, updated_at = clock_timestamp(),

@@ -70,6 +70,18 @@ class TaskLifecycle:
     async def claim(
         self, task_id: uuid.UUID, message_id: str | None, delivery_count: int, delivery_limit: int
     ) -> ClaimResult:
+        """RUN, SETTLED, BUSY, UNKNOWN or DEAD_LETTER. A task that is ready to run (the usual case)
+        is claimed in one call; anything else is decided with the row locked, step by step."""
+        if delivery_count < delivery_limit:
+            async with self._pool.acquire() as conn:
+                started = await db.claim_ready(conn, task_id, message_id or None, self.worker_id, self._lease)
+            if started is not None:
+                return ClaimResult(Claim.RUN, started)
+        return await self._claim_locked(task_id, message_id, delivery_count, delivery_limit)
+
+    async def _claim_locked(
+        self, task_id: uuid.UUID, message_id: str | None, delivery_count: int, delivery_limit: int
+    ) -> ClaimResult:
         async with self._pool.acquire() as conn, conn.transaction():
             task = await db.lock_for_claim(conn, task_id, message_id or None)
             if task is None:

@@ -1,0 +1,112 @@
+"""The worker's claim against a real PostgreSQL: a ready task (PENDING or RETRYING) is claimed in
+one call with its event; everything else takes the locked path and gets the same answers as before
+(a running task is BUSY, a handled message SETTLED, an unknown task UNKNOWN, the delivery limit
+DEAD_LETTER)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from harness.stack.postgres import PostgresCluster
+from harness.stack.readiness import run_sync
+from service.db.migrate import apply_migrations
+from service.db.pool import create_pool
+from service.worker.lifecycle import Claim, TaskLifecycle
+
+pytestmark = pytest.mark.integration
+
+_TASK = """INSERT INTO tasks (task_id, type, status, max_retries, payload, input_hash, trace_id, retry_count)
+    VALUES ($1, 'simulate', $2, 3, '{}'::jsonb, 'h', 't', $3)"""
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresCluster]:
+    base = Path(tempfile.mkdtemp(prefix="ast-claim-"))
+    cluster = PostgresCluster(base / "postgres", base)
+    cluster.start()
+    try:
+        run_sync(cluster.wait_ready(), own_thread=True)
+        run_sync(apply_migrations(cluster.dsn), own_thread=True)
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+async def pool(postgres: PostgresCluster) -> AsyncIterator[asyncpg.Pool[Any]]:
+    pool = await create_pool(postgres.dsn, max_size=3)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest.fixture(autouse=True)
+async def empty(pool: asyncpg.Pool[Any]) -> None:
+    async with pool.acquire() as conn:
+        await conn.execute("TRUNCATE tasks, task_events, task_results, outbox, inbox")
+
+
+async def plant(pool: asyncpg.Pool[Any], status: str, retry_count: int = 0) -> uuid.UUID:
+    task_id = uuid.uuid4()
+    async with pool.acquire() as conn:
+        await conn.execute(_TASK, task_id, status, retry_count)
+    return task_id
+
+
+async def events(pool: asyncpg.Pool[Any], task_id: uuid.UUID) -> list[tuple[str | None, str, str | None]]:
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT from_status, status, worker_id FROM task_events WHERE task_id = $1 ORDER BY event_id",
+            task_id,
+        )
+    return [(row["from_status"], row["status"], row["worker_id"]) for row in rows]
+
+
+@pytest.mark.parametrize("status", ["PENDING", "RETRYING"])
+async def test_a_ready_task_is_claimed_with_its_event(pool: asyncpg.Pool[Any], status: str) -> None:
+    task_id = await plant(pool, status, retry_count=1 if status == "RETRYING" else 0)
+    claim = await TaskLifecycle(pool, "w1", 10_000).claim(task_id, "m1-" + status, 0, 5)
+    assert claim.claim is Claim.RUN
+    assert claim.task is not None
+    assert (claim.task["status"], claim.task["attempt"], claim.task["locked_by"]) == ("IN_PROGRESS", 1, "w1")
+    assert claim.task["version"] == 2
+    assert claim.task["lease_until"] is not None
+    assert claim.task["started_at"] is not None
+    assert await events(pool, task_id) == [(status, "IN_PROGRESS", "w1")]
+
+
+async def test_the_other_answers_are_unchanged(pool: asyncpg.Pool[Any]) -> None:
+    worker, other = TaskLifecycle(pool, "w1", 10_000), TaskLifecycle(pool, "w2", 10_000)
+    task_id = await plant(pool, "PENDING")
+    assert (await worker.claim(task_id, "m1", 0, 5)).claim is Claim.RUN
+    assert (await other.claim(task_id, "m1", 1, 5)).claim is Claim.BUSY
+    assert await worker.complete(task_id, {"ok": True}, "m1")
+    assert (await other.claim(task_id, "m1", 1, 5)).claim is Claim.SETTLED
+    assert (await other.claim(task_id, "m2", 0, 5)).claim is Claim.SETTLED  # terminal
+    assert (await worker.claim(uuid.uuid4(), "m3", 0, 5)).claim is Claim.UNKNOWN
+    limited = await plant(pool, "PENDING")
+    assert (await worker.claim(limited, "m4", 5, 5)).claim is Claim.DEAD_LETTER
+    assert [status for _, status, _ in await events(pool, task_id)] == ["IN_PROGRESS", "COMPLETED"]
+    assert [status for _, status, _ in await events(pool, limited)] == ["FAILED"]
+
+
+async def test_a_handled_message_of_a_ready_task_is_settled_not_run(pool: asyncpg.Pool[Any]) -> None:
+    """A hand-back acks its message and makes the task PENDING again: that message, delivered once
+    more, must not run the task (the inbox row says it was handled)."""
+    task_id, message = await plant(pool, "PENDING"), f"m-{uuid.uuid4()}"
+    worker = TaskLifecycle(pool, "w1", 10_000)
+    assert (await worker.claim(task_id, message, 0, 5)).claim is Claim.RUN
+    assert await worker.hand_back(task_id, message)
+    again = await worker.claim(task_id, message, 1, 5)
+    assert again.claim is Claim.SETTLED
+    assert again.reason == "message already handled"
