@@ -27,6 +27,10 @@ def parse(argv: list[str]) -> Options:
         help="rounds of the three side-by-side rows, in order then reversed (default 2; --quick 1)",
     )
     parser.add_argument("--preload", type=int, default=None, help="tasks pre-loaded (default 1,000,000)")
+    parser.add_argument(
+        "--retention", type=int, default=None,
+        help="tasks aged past RETENTION_DAYS for the retention part (default 200,000; --quick 20,000)",
+    )
     parser.add_argument("--no-celery", action="store_true", help="skip the Celery row (no venv install)")
     parser.add_argument(
         "--no-scaling", action="store_true", help="skip the workers/concurrency/prefetch rows"
@@ -38,11 +42,12 @@ def parse(argv: list[str]) -> Options:
     rounds = args.rounds if args.rounds is not None else (1 if args.quick else 2)
     if rounds < 1:
         parser.error("--rounds must be at least 1")
+    retention = args.retention if args.retention is not None else (20_000 if args.quick else 200_000)
     preload = args.preload if args.preload is not None else (20_000 if args.quick else 1_000_000)
     return Options(
         jobs=args.jobs, concurrency=args.concurrency, warmup=args.warmup, quick=args.quick, rounds=rounds,
         preload_tasks=preload, celery=not args.no_celery, scaling=not args.no_scaling,
-        growth=not args.no_growth,
+        growth=not args.no_growth, retention_tasks=retention,
     )
 
 

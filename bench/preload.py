@@ -11,9 +11,10 @@ import asyncpg
 from bench.service_row import ServiceClient
 from bench.stats import percentile
 
-# Finished `simulate` tasks spread over the 3 hours before now (10 ms apart: older than any task
-# the benchmark submits afterwards, younger than any retention period), 4 events each: PENDING,
-# IN_PROGRESS, progress 100, COMPLETED. Ids are md5-derived so the events can name them.
+# Finished `simulate` tasks spread over the 3 hours before now minus `age_days` (older than any
+# task the benchmark submits afterwards; with age_days 0 younger than any retention period), 4
+# events each: PENDING, IN_PROGRESS, progress 100, COMPLETED. Ids are md5-derived so the events
+# can name them.
 PRELOAD_TASKS = """
 INSERT INTO tasks (task_id, type, status, progress, max_retries, payload, created_at, updated_at,
                    started_at, completed_at, version, input_hash, trace_id, attempt)
@@ -21,13 +22,15 @@ SELECT md5('bench-preload-' || i)::uuid, 'simulate', 'COMPLETED', 100, 3,
        '{"durationMs": 0, "steps": 1}'::jsonb, t, t + interval '3 ms', t + interval '1 ms',
        t + interval '3 ms', 4, md5(i::text), md5('trace-' || i), 1
 FROM generate_series(1, $1::int) AS i,
-     LATERAL (SELECT now() - interval '3 hours' + i * $2::float8 * interval '1 ms' AS t) AS at
+     LATERAL (SELECT now() - make_interval(days => $3::int) - interval '3 hours'
+                     + i * $2::float8 * interval '1 ms' AS t) AS at
 """
 
 PRELOAD_EVENTS = """
 INSERT INTO task_events (task_id, kind, from_status, status, progress, attempt, version, created_at)
 SELECT md5('bench-preload-' || i)::uuid, e.kind, e.from_status, e.status, e.progress, 1, e.version,
-       now() - interval '3 hours' + i * $2::float8 * interval '1 ms' + e.after_ms * interval '1 ms'
+       now() - make_interval(days => $3::int) - interval '3 hours'
+           + i * $2::float8 * interval '1 ms' + e.after_ms * interval '1 ms'
 FROM generate_series(1, $1::int) AS i,
      (VALUES ('status', NULL, 'PENDING', 0, 1, 0),
              ('status', 'PENDING', 'IN_PROGRESS', 0, 2, 1),
@@ -40,7 +43,7 @@ EVENTS_PER_TASK = 4
 SPAN_MS = 3 * 3600 * 1000
 
 
-async def preload(dsn: str, tasks: int) -> float:
+async def preload(dsn: str, tasks: int, age_days: int = 0) -> float:
     """Insert `tasks` finished tasks and their events (one statement each), then VACUUM ANALYZE
     (the visibility map, so index-only scans work as they would on an old table); seconds."""
     started = time.monotonic()
@@ -52,8 +55,8 @@ async def preload(dsn: str, tasks: int) -> float:
         # allowed (a superuser, as in the embedded stack); the ids match by construction.
         with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
             await connection.execute("SET session_replication_role = replica")
-        await connection.execute(PRELOAD_TASKS, tasks, step_ms)
-        await connection.execute(PRELOAD_EVENTS, tasks, step_ms)
+        await connection.execute(PRELOAD_TASKS, tasks, step_ms, age_days)
+        await connection.execute(PRELOAD_EVENTS, tasks, step_ms, age_days)
         await connection.execute("VACUUM (ANALYZE) tasks")
         await connection.execute("VACUUM (ANALYZE) task_events")
         # Write the load's dirty pages now, not during the measurement that follows.
@@ -97,3 +100,15 @@ async def time_list(client: ServiceClient, cursor: str | None, rounds: int) -> d
         times.append(elapsed)
         items = len(body["items"])
     return {"p50_ms": percentile(times, 50), "p99_ms": percentile(times, 99), "items": float(items)}
+
+
+OLD_TASKS = "SELECT count(*) FROM tasks WHERE completed_at < now() - make_interval(days => $1::int)"
+
+
+async def count_older(dsn: str, days: int) -> int:
+    """Tasks that ended more than `days` ago: what retention has still to delete."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        return int(await connection.fetchval(OLD_TASKS, days))
+    finally:
+        await connection.close()

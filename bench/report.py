@@ -94,6 +94,8 @@ def print_results(results: Results, console: Console) -> None:
         _print_half_rate(results.half_rate, console)
     if results.growth:
         _print_growth(results.growth, console)
+    if results.retention:
+        _print_retention(results.retention, results.growth, console)
     for skipped in results.skipped:
         console.print(f"[yellow]skipped:[/yellow] {skipped}")
 
@@ -144,6 +146,32 @@ def _print_growth(growth: dict[str, Any], console: Console) -> None:
         table.add_row(label, f"{a:,.1f}", f"{b:,.1f}", f"{c:,.1f}", _fmt_ratio(ratio(b, (a + c) / 2)))
     counts = (f"{point['tasks_in_db']:,}" for point in (empty, loaded, after))
     table.add_row("tasks in the database", *counts, "")
+    console.print(table)
+
+
+def _print_retention(retention: dict[str, Any], growth: dict[str, Any], console: Console) -> None:
+    row = retention["row"]
+    title = (
+        f"Retention: {retention['old_tasks']:,} tasks finished {retention['age_days']} days ago, deleted"
+        " by the relay (RETENTION_DAYS 30) while the service row runs"
+    )
+    table = Table(title=title, title_justify="left")
+    columns = ("measure", "during retention", "empty database (mean of the two)", "÷ empty")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "measure" else "right")
+    empties = [growth[key]["row"] for key in ("empty", "empty_after") if key in growth]
+    for label, key in (("completions: jobs/s", "jobs_per_s"), ("submits/s", "submit_per_s"),
+                       ("POST p50 ms", "post_p50_ms"), ("POST p99 ms", "post_p99_ms")):
+        base = sum(e[key] for e in empties) / len(empties) if empties else None
+        table.add_row(label, f"{row[key]:,.1f}", f"{base:,.1f}" if base is not None else "-",
+                      _fmt_ratio(ratio(row[key], base)))
+    table.add_row("first batch seen after (s)", f"{retention['waited_for_first_batch_s']:.0f}", "", "")
+    table.add_row("old tasks deleted during the row", f"{retention['deleted_during_row']:,}", "", "")
+    drained = retention["drain_s"]
+    drain = f"{drained:.0f} s" if drained is not None else f"not yet: {retention['left']:,} left"
+    table.add_row("all deleted, from the first batch, after", drain, "", "")
+    rate = retention["deleted_per_s"]
+    table.add_row("deleted per second", f"{rate:,.0f}" if rate is not None else "-", "", "")
     console.print(table)
 
 

@@ -21,7 +21,7 @@ from bench import bare
 from bench.celery_row import CeleryWorker, ensure_venv, finish_driver, start_driver
 from bench.cpu import CpuMeter
 from bench.drive import SubmitOne, closed_loop, open_loop, wait_completed
-from bench.preload import deep_cursor, preload, time_list
+from bench.preload import count_older, deep_cursor, preload, time_list
 from bench.service_row import ServiceClient
 from bench.stats import BenchError, RowResult, Submit, mean_row, summarize
 from harness.stack.local import LocalStack
@@ -57,6 +57,8 @@ class Options:
     celery: bool = True
     scaling: bool = True
     growth: bool = True
+    retention_tasks: int = 200_000
+    """Finished tasks aged past the service's RETENTION_DAYS (default 30) for the retention part; 0 skips."""
     list_rounds: int = 30
 
     @property
@@ -78,6 +80,7 @@ class Results:
     scaling: list[RowResult] = field(default_factory=list)
     half_rate: dict[str, Any] = field(default_factory=dict)
     growth: dict[str, Any] = field(default_factory=dict)
+    retention: dict[str, Any] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -169,6 +172,8 @@ class Bench:
         self.half_rate(main.jobs_per_s)
         if options.growth:
             self.growth()
+        if options.retention_tasks:
+            self.retention()
 
     def say(self, text: str) -> None:
         self.console.print(f"[bold]==>[/bold] {text}  [dim](load {os.getloadavg()[0]:.2f})[/dim]")
@@ -354,6 +359,54 @@ class Bench:
             "empty_after": empty_after,
         }
 
+    def retention(self) -> None:
+        """Old finished tasks pre-loaded; once the relay's retention has deleted its first batch,
+        the service row measured while it deletes the rest (the service's defaults: RETENTION_DAYS
+        30, small batches); then how long from that first batch until none is left (at most
+        DRAIN_LIMIT_S)."""
+        options = self.options
+        aged = f"{options.retention_tasks:,} tasks finished {RETENTION_AGE_DAYS} days ago"
+        self.say(f"retention: pre-loading {aged}")
+        self.set_workers(options.workers, {})
+        asyncio.run(truncate_service_tables(self.dsn))
+        asyncio.run(preload(self.dsn, options.retention_tasks, age_days=RETENTION_AGE_DAYS))
+        _, before = _sample_old(self.dsn, time.monotonic())
+        # The relay runs a batch every RETENTION_INTERVAL_MS (60 s) and the next at once while they
+        # come back full: wait for the first deletion, so the row runs while retention does.
+        waited, started, left = 0.0, time.monotonic(), before
+        while left == before and waited < START_LIMIT_S:
+            time.sleep(0.5)
+            waited, left = _sample_old(self.dsn, started)
+        started = time.monotonic()
+        _, at_start = _sample_old(self.dsn, started)
+
+        async def go() -> RowResult:
+            async with ServiceClient(self.stack.endpoints.api_url) as client:
+                name = "service, retention deleting meanwhile"
+                return await self._measure(name, "tasks", client.submit, self.service_groups())
+
+        row = asyncio.run(go())
+        row_s, after_row = _sample_old(self.dsn, started)
+        elapsed, left = row_s, after_row
+        while left and elapsed < DRAIN_LIMIT_S:
+            time.sleep(1)
+            elapsed, left = _sample_old(self.dsn, started)
+        self.results.retention = {
+            "old_tasks": before,
+            "waited_for_first_batch_s": waited,
+            "age_days": RETENTION_AGE_DAYS,
+            "row": asdict(row),
+            "deleted_during_row": at_start - after_row,
+            "row_s": row_s,
+            "left": left,
+            "drain_s": elapsed if not left else None,
+            "deleted_per_s": (at_start - left) / elapsed if elapsed else None,
+        }
+        self.console.print(
+            f"    {row.jobs_per_s:.0f} jobs/s; {at_start - after_row:,} old tasks deleted during the row, "
+            f"{left:,} left after {elapsed:.0f}s"
+        )
+
     def _growth_point(self, label: str, truncate: bool = True) -> dict[str, Any]:
         self.say(f"growth: {label}")
         self.set_workers(self.options.workers, {})
@@ -381,6 +434,17 @@ def _sample_load(samples: list[float], stop: threading.Event, every_s: float = 5
     """The 1-minute load average every few seconds while the run lasts."""
     while not stop.wait(every_s):
         samples.append(os.getloadavg()[0])
+
+
+RETENTION_AGE_DAYS = 40
+"""Past the service's default RETENTION_DAYS (30): every task pre-loaded this old is due."""
+RETENTION_DAYS = 30
+DRAIN_LIMIT_S = 150.0
+START_LIMIT_S = 90.0
+
+
+def _sample_old(dsn: str, since: float) -> tuple[float, int]:
+    return time.monotonic() - since, asyncio.run(count_older(dsn, RETENTION_DAYS))
 
 
 async def _count_tasks(dsn: str) -> int:
