@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
+import uvloop
+
 from chaos.proxy.api import ToxiproxyApi
 from chaos.proxy.http import serve_http
 from chaos.proxy.model import ApiError, parse_new_proxy
@@ -90,7 +92,7 @@ class ProxyServerThread:
 
     def __init__(self, host: str = DEFAULT_HOST, port: int = 0) -> None:
         self.server = ToxiproxyServer(host, port)
-        self._loop = asyncio.new_event_loop()
+        self._loop = uvloop.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="toxiproxy", daemon=True)
 
     @property

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import uvloop
 
 from chaos.proxy import DEFAULT_HOST, DEFAULT_PORT, ProxyConfigError, serve
 
@@ -30,7 +31,9 @@ def proxy(
         typer.echo(f"toxiproxy API {url}")
 
     try:
-        asyncio.run(serve(host, port, ready, config))
+        # uvloop: the proxy's whole cost is its event loop's per-read and per-write work.
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(serve(host, port, ready, config))
     except ProxyConfigError as exc:
         typer.echo(f"harness proxy: bad --config {exc}", err=True)
         raise typer.Exit(1) from None
