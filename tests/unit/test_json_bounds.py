@@ -93,6 +93,7 @@ def _row(**columns: Any) -> dict[str, Any]:
     now = datetime.now(UTC)
     return {"task_id": uuid4(), "type": "simulate", "status": "COMPLETED", "state": None, "progress": 100,
             "priority": 0, "retry_count": 0, "max_retries": 3, "error": None, "result": None,
+            "trace_id": "0" * 32,
             "created_at": now, "updated_at": now, "started_at": now, "completed_at": now} | columns
 
 
