@@ -5,21 +5,17 @@ DEAD_LETTER)."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
 from harness.stack.postgres import PostgresCluster
-from harness.stack.readiness import run_sync
-from service.db.migrate import apply_migrations
 from service.db.pool import create_pool
 from service.worker.lifecycle import Claim, TaskLifecycle
+from tests.integration.own_postgres import migrated_postgres
 
 pytestmark = pytest.mark.integration
 
@@ -29,16 +25,8 @@ _TASK = """INSERT INTO tasks (task_id, type, status, max_retries, payload, input
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[PostgresCluster]:
-    base = Path(tempfile.mkdtemp(prefix="ast-claim-"))
-    cluster = PostgresCluster(base / "postgres", base)
-    cluster.start()
-    try:
-        run_sync(cluster.wait_ready(), own_thread=True)
-        run_sync(apply_migrations(cluster.dsn), own_thread=True)
+    with migrated_postgres("ast-claim-") as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

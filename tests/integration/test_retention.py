@@ -6,11 +6,8 @@ another transaction holds is skipped rather than waited for."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -22,6 +19,7 @@ from service.config import Settings
 from service.db.migrate import apply_migrations
 from service.db.pool import create_pool
 from service.retention import Retention
+from tests.integration.own_postgres import migrated_postgres
 
 pytestmark = pytest.mark.integration
 
@@ -32,17 +30,8 @@ _TASK = """INSERT INTO tasks (task_id, type, status, max_retries, payload, input
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[PostgresCluster]:
-    """A PostgreSQL of its own (no RabbitMQ needed); pytest's tmp dirs are closed to the postgres user."""
-    base = Path(tempfile.mkdtemp(prefix="ast-retention-"))
-    cluster = PostgresCluster(base / "postgres", base)
-    cluster.start()
-    try:
-        run_sync(cluster.wait_ready(), own_thread=True)
-        run_sync(apply_migrations(cluster.dsn), own_thread=True)
+    with migrated_postgres("ast-retention-") as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
