@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from service import tracing
 
 
 @dataclass
@@ -28,3 +35,16 @@ class FakeMessage:
 
     async def reject(self, requeue: bool = False) -> None:
         self.settled.append(f"reject requeue={requeue}")
+
+
+@contextmanager
+def recorded_spans() -> Iterator[InMemorySpanExporter]:
+    """The service's tracing installed with an in-memory exporter, uninstalled after."""
+    spans = InMemorySpanExporter()
+    provider = tracing.new_provider("ast-test")
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    tracing.install(provider)
+    try:
+        yield spans
+    finally:
+        tracing.install(None)

@@ -22,7 +22,6 @@ import httpx
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
@@ -35,7 +34,7 @@ from service.db.pool import create_pool
 from service.logs import JsonFormatter
 from service.worker.lifecycle import TaskLifecycle
 from service.worker.processor import MessageProcessor
-from tests.fakes import FakeMessage
+from tests.fakes import FakeMessage, recorded_spans
 
 pytestmark = pytest.mark.integration
 STEPS = 3
@@ -59,14 +58,8 @@ async def own_database(endpoints: StackEndpoints) -> AsyncIterator[str]:
 
 @pytest.fixture
 def exporter() -> Iterator[InMemorySpanExporter]:
-    spans = InMemorySpanExporter()
-    provider = tracing.new_provider("ast-test")
-    provider.add_span_processor(SimpleSpanProcessor(spans))
-    tracing.install(provider)
-    try:
+    with recorded_spans() as spans:
         yield spans
-    finally:
-        tracing.install(None)
 
 
 @pytest.fixture

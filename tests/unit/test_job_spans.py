@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from service import tracing
 from service.errors import RetryableJobError, TerminalJobError
 from service.worker.middleware import TracingMiddleware
+from tests.fakes import recorded_spans
 
 pytestmark = pytest.mark.unit
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -30,14 +30,8 @@ class Ctx:
 
 @pytest.fixture
 def exporter() -> Iterator[InMemorySpanExporter]:
-    spans = InMemorySpanExporter()
-    provider = tracing.new_provider("ast-test")
-    provider.add_span_processor(SimpleSpanProcessor(spans))
-    tracing.install(provider)
-    try:
+    with recorded_spans() as spans:
         yield spans
-    finally:
-        tracing.install(None)
 
 
 async def test_the_job_span_continues_the_messages_trace(exporter: InMemorySpanExporter) -> None:
