@@ -27,6 +27,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from harness.stack.local import TMP_PREFIX, LocalStack, sweep_stale_tmp_dirs
 from harness.stack.processes import ManagedProcess
 from harness.stack.rabbitmq import RabbitNode
+from tests.harness_up import read_exports
 
 pytestmark = pytest.mark.integration
 QUORUM = {"x-queue-type": "quorum"}
@@ -289,18 +290,6 @@ def test_bare_rabbitmq_start_to_amqp_ready(tmp_path: Path) -> None:
     assert _leftovers(node.nodename) == []
 
 
-def _read_export_line(proc: subprocess.Popen[str], timeout: float) -> dict[str, str]:
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if line.startswith("export "):
-            return dict(part.split("=", 1) for part in line.split()[1:])
-    raise AssertionError(f"no export line; exit {proc.poll()}")
-
-
 def _reap(proc: subprocess.Popen[str]) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -320,7 +309,7 @@ def test_harness_up_children_die_with_it(tmp_path: Path, stop_signal: signal.Sig
     """SIGTERM: an orderly stop. SIGKILL: no handler runs, PDEATHSIG takes the children down."""
     proc = _harness_up(tmp_path, "--no-services")
     try:
-        exports = _read_export_line(proc, timeout=120)
+        exports = read_exports(proc, timeout=120)
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 3, "epmd, beam and postgres at least"
         seen_dirs = _tmp_dirs_in(children)
@@ -349,7 +338,7 @@ def test_harness_up_prints_export_line_and_stops_on_sigint(tmp_path: Path) -> No
     argv = _up_service_args()
     proc = _harness_up(tmp_path, *argv)
     try:
-        exports = _read_export_line(proc, timeout=120)
+        exports = read_exports(proc, timeout=120)
         assert exports["RABBIT_URL"].startswith("amqp://guest:guest@127.0.0.1:")
         assert exports["POSTGRES_URL"].startswith("postgresql://ast@127.0.0.1:")
         assert Path(exports["HARNESS_TARGET"]).read_text().startswith("[api]")
