@@ -111,13 +111,15 @@ async def serve_http(handler: Handler, host: str, port: int) -> asyncio.Server:
     """Start answering on host:port (port 0: any free port); the caller closes the server."""
 
     async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, BadHttpRequest):
-            while (parsed := await read_request(reader)) is not None:
-                request, keep_alive = parsed
-                writer.write(encode_response(await handler(request), keep_alive))
-                await writer.drain()
-                if not keep_alive:
-                    break
-        writer.close()
+        try:
+            with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, BadHttpRequest):
+                while (parsed := await read_request(reader)) is not None:
+                    request, keep_alive = parsed
+                    writer.write(encode_response(await handler(request), keep_alive))
+                    await writer.drain()
+                    if not keep_alive:
+                        break
+        finally:
+            writer.close()  # also when the server's shutdown cancels an idle keep-alive client
 
     return await asyncio.start_server(on_client, host, port, reuse_address=True)

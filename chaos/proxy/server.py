@@ -122,6 +122,8 @@ class ProxyServerThread:
         for task in left:
             task.cancel()
         await asyncio.gather(*left, return_exceptions=True)
+        await asyncio.sleep(0.05)  # the closed transports' handles finish closing (uvloop refuses
+        # to close a loop that still holds one)
 
     def __enter__(self) -> ProxyServerThread:
         return self.start()
