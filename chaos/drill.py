@@ -55,52 +55,20 @@ class FaultRun:
 
 @dataclass
 class DrillResult:
-    """One verdict row: what was sent and settled, recovery, and why it failed (if it did)."""
+    """One drill's verdict row as the run record keeps it, and the live check behind it (for
+    the evidence a failing test prints)."""
 
-    name: str
-    fault_window: str
-    sent: int
-    accepted: int
-    completed: int
-    failed: int
-    lost: int
-    duplicated: int
-    steady_rate: float | None
-    recovery_s: float | None
-    first_completion_s: float | None
-    reasons: list[str]
+    record: DrillRecord
     verdict: Verdict | None = None
     live: LiveCheck | None = None
-    duration_s: float = 0.0
 
     @property
     def passed(self) -> bool:
-        return not self.reasons
+        return self.record.passed
 
-    @property
-    def broken(self) -> list[str]:
-        if self.verdict is None:
-            return []
-        return [f"{r.number} {r.name}" for r in self.verdict.results if r.status != "held"]
 
-    def to_record(self) -> DrillRecord:
-        return DrillRecord(
-            name=self.name,
-            passed=self.passed,
-            fault_window=self.fault_window,
-            sent=self.sent,
-            accepted=self.accepted,
-            completed=self.completed,
-            failed=self.failed,
-            lost=self.lost,
-            duplicated=self.duplicated,
-            steady_rate=self.steady_rate,
-            recovery_s=self.recovery_s,
-            first_completion_s=self.first_completion_s,
-            duration_s=self.duration_s,
-            broken=tuple(self.broken),
-            reasons=tuple(self.reasons),
-        )
+def broken_invariants(verdict: Verdict) -> tuple[str, ...]:
+    return tuple(f"{r.number} {r.name}" for r in verdict.results if r.status != "held")
 
 
 class Workload:
@@ -277,7 +245,8 @@ class DrillRunner:
             client.close()
             client_history.close()
             nemesis_history.close()
-        result.duration_s = round(time.monotonic() - started, 1)
+        duration_s = round(time.monotonic() - started, 1)
+        result.record = result.record.model_copy(update={"duration_s": duration_s})
         return result
 
     def _method(self, drill: Drill, workload: Workload, schedule: Schedule) -> None:
@@ -314,12 +283,13 @@ class DrillRunner:
             live = self._check(histories, drill.expect.settle_s)
         points = [(s.t, s.terminal) for s in self.samples if s.t >= wall0 and not s.postgres_error]
         result = measure(drill, schedule, live, points, wall0, workload.sent)
-        reasons += [f"invariant {item} broken" for item in result.broken]
+        row = result.record
+        reasons += [f"invariant {item} broken" for item in row.broken]
         if drill.expect.max_recovery_s is not None and (
-            result.recovery_s is None or result.recovery_s > drill.expect.max_recovery_s
+            row.recovery_s is None or row.recovery_s > drill.expect.max_recovery_s
         ):
-            reasons.append(f"recovery {result.recovery_s}s beyond {drill.expect.max_recovery_s}s")
-        result.reasons = reasons
+            reasons.append(f"recovery {row.recovery_s}s beyond {drill.expect.max_recovery_s}s")
+        result.record = row.model_copy(update={"passed": not reasons, "reasons": tuple(reasons)})
         self.writer.check(drill.name, "drill", live.verdict, settled=live.settled)
         return result
 
@@ -393,8 +363,9 @@ def measure(
         end = f"{max(heals) - wall0:.1f}s" if heals else "never healed"
         window = f"{min(starts) - wall0:.1f}s-{end}"
     lost = max(counts.lost, len(live.verdict.result(1).task_ids))
-    return DrillResult(
+    record = DrillRecord(
         name=drill.name,
+        passed=True,
         fault_window=window,
         sent=sent,
         accepted=counts.accepted,
@@ -405,7 +376,6 @@ def measure(
         steady_rate=None if steady is None else round(steady, 2),
         recovery_s=None if recovery is None else round(recovery, 1),
         first_completion_s=None if first_done is None else round(first_done, 1),
-        reasons=[],
-        verdict=live.verdict,
-        live=live,
+        broken=broken_invariants(live.verdict),
     )
+    return DrillResult(record, verdict=live.verdict, live=live)

@@ -79,7 +79,8 @@ def drill(
     passed = finish(results, writer, target, total_s)
     for result in results:
         if not result.passed:
-            typer.echo(f"replay {result.name}: {replay_command(result.name, file, seed, duration, target)}")
+            name = result.record.name
+            typer.echo(f"replay {name}: {replay_command(name, file, seed, duration, target)}")
     raise typer.Exit(0 if passed else 1)
 
 
@@ -156,7 +157,7 @@ def run_drills(drills: Sequence[Drill], writer: RunWriter, target: Path | None) 
 
 
 def _names(results: Sequence[DrillResult]) -> set[str]:
-    return {r.name for r in results}
+    return {r.record.name for r in results}
 
 
 def make_stack(needs: tuple[int, bool, bool, int], run_dir: Path, target: Path | None) -> StackProvider:
@@ -187,8 +188,14 @@ def run_group(stack: StackProvider, drills: Sequence[Drill], writer: RunWriter) 
 
 def _not_run(one: Drill, reason: str) -> DrillResult:
     from chaos.drill import DrillResult
+    from harness.record.records import DrillRecord
 
-    return DrillResult(one.name, "-", 0, 0, 0, 0, 0, 0, None, None, None, [reason])
+    return DrillResult(
+        DrillRecord(
+            name=one.name, passed=False, fault_window="-", sent=0, accepted=0, completed=0,
+            failed=0, lost=0, duplicated=0, reasons=(reason,),
+        )
+    )
 
 
 def shrink_failure(original: Drill, writer: RunWriter, target: Path | None, duration: float) -> None:
@@ -246,7 +253,7 @@ def finish(results: Sequence[DrillResult], writer: RunWriter, target: Path | Non
     from harness.record import RunReader
     from harness.record.records import RunResults, merge_checks
 
-    reasons = tuple(f"{r.name}: {reason}" for r in results for reason in r.reasons)
+    reasons = tuple(f"{r.record.name}: {reason}" for r in results for reason in r.record.reasons)
     checks = [c for c in RunReader(writer.root).checks() if c.suite == "drill"]
     record = RunResults(
         kind="drill",
@@ -256,7 +263,7 @@ def finish(results: Sequence[DrillResult], writer: RunWriter, target: Path | Non
         checked=len(checks),
         target=str(target) if target else None,
         timings={"total_s": round(total_s, 1)},
-        drills=tuple(r.to_record() for r in results),
+        drills=tuple(r.record for r in results),
     )
     writer.results(record)
     from rich.console import Console

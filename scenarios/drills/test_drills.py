@@ -81,7 +81,8 @@ def pool(run_dir: Path, run_writer: RunWriter) -> Iterator[StackPool]:
 def test_drill_passes_with_nothing_lost_or_duplicated(group: int, drill: Drill, pool: StackPool) -> None:
     result = pool.runner(group).run(drill)
     evidence = violations_text(result.verdict) if result.verdict is not None else ""
-    assert result.passed, f"{drill.name}: {result.reasons}\n{evidence}"
-    assert (result.lost, result.duplicated) == (0, 0)
-    assert result.accepted > 0
-    assert result.completed > 0
+    row = result.record
+    assert row.passed, f"{drill.name}: {row.reasons}\n{evidence}"
+    assert (row.lost, row.duplicated) == (0, 0)
+    assert row.accepted > 0
+    assert row.completed > 0

@@ -76,5 +76,5 @@ def test_a_worker_that_acks_before_it_commits_fails_the_worker_kill_drill(
         add_planted_worker(planted_stack)
         result = runner.run(drill)
     assert not result.passed
-    assert "1 no lost task" in result.broken
-    assert result.lost >= 1
+    assert "1 no lost task" in result.record.broken
+    assert result.record.lost >= 1
