@@ -23,10 +23,12 @@ def test_success_reports_progress_and_stores_one_result(api: httpx.Client, dsn: 
     assert task["startedAt"]
     assert task["completedAt"]
     assert statuses(api, task_id) == ["PENDING", "IN_PROGRESS", "COMPLETED"]
-    progress = [
-        e["progress"] for e in api.get(f"/tasks/{task_id}/events").json()["items"] if e["kind"] == "progress"
+    events = api.get(f"/tasks/{task_id}/events").json()["items"]
+    # The last step's 100% rides on the completion (one statement, not two): no progress event of its own.
+    assert [(e["kind"], e["progress"]) for e in events if e["status"] != "PENDING"] == [
+        ("status", 0), ("progress", 33), ("progress", 66), ("status", 100)
     ]
-    assert progress == [33, 66, 100]
+    assert events[-1]["status"] == "COMPLETED"
     rows = sql(dsn, "SELECT result FROM task_results WHERE task_id = $1::uuid", task_id)
     assert len(rows) == 1
     assert json.loads(rows[0]["result"]) == task["result"], "the stored result is the one the API returns"

@@ -61,6 +61,9 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
     aiormq.exceptions.AMQPError,
     aio_pika.exceptions.AMQPException,
 )
+_HELD_FLUSH_ERRORS: tuple[type[BaseException], ...] = (
+    TaskCancelled, TaskNotRunnable, InfrastructureError, *DATABASE_ERRORS
+)
 _BUSY_POLL_S = 0.5
 _REASON_CHARS = 300
 RESULT_UNSTORABLE = "RESULT_UNSTORABLE"
@@ -161,9 +164,31 @@ class PostgresTaskContext:
         self.resume_data: dict[str, Any] | None = task["resume_data"]
         self.temp_dir: Path = settings.temp_dir
         self.artifacts_dir: Path = settings.artifacts_dir
+        self._held: tuple[int, str | None] | None = None
 
     async def update(self, *, progress: int | None = None, state: str | None = None) -> None:
+        """Records a report; one of 100% is held back instead (see `flush`): the completion that
+        normally follows writes progress 100 in its own statement, so a job's last report costs no
+        round trip. A later report writes the held one with it, so nothing is lost or reordered."""
         state = None if state is None else storable_text(state)
+        if self._held is not None:
+            held_progress, held_state = self._held
+            self._held = None
+            progress = max(held_progress, progress or 0)
+            state = held_state if state is None else state
+        if progress is not None and progress >= 100:
+            self._held = (progress, state)
+            return
+        await self._report(progress, state)
+
+    async def flush(self) -> None:
+        """Writes a held 100% report; for every outcome but completion, whose statement holds it."""
+        if self._held is not None:
+            progress, state = self._held
+            self._held = None
+            await self._report(progress, state)
+
+    async def _report(self, progress: int | None, state: str | None) -> None:
         try:
             reported = await self._lifecycle.report(self.task_id, progress, state)
         except DATABASE_ERRORS as error:
@@ -267,21 +292,32 @@ class MessageProcessor:
         ctx = PostgresTaskContext(self._lifecycle, task, self._settings, job.traceparent)
         handler = chain(job_for(job.task_type, self._settings), self._middlewares)
         runner = asyncio.ensure_future(handler(ctx))
-        watcher = asyncio.ensure_future(self._watch(ctx, runner))
+        watcher = _Watcher(lambda: self._watch(ctx, runner), self._heartbeat_interval_s)
         try:
             result = await runner
         except asyncio.CancelledError:
-            if watcher.done() and watcher.result():
+            if watcher.stopped_the_job():
                 return await self._settle_cancelled(message, ctx)
             await self._hand_back(message, job)
             raise
         except BaseException as error:  # noqa: BLE001 - every job outcome is settled below
+            await self._flush_held(ctx)
             return await self._settle_error(message, job, error)
         finally:
             watcher.cancel()
-        await self._complete(message, job, result)
+        await self._complete(message, job, ctx, result)
 
-    async def _complete(self, message: AbstractIncomingMessage, job: JobMessage, result: Any) -> None:
+    async def _flush_held(self, ctx: PostgresTaskContext) -> None:
+        """The held 100% report before any outcome but completion, as if it had been written at
+        once; a task no longer ours, or a database that fails now, is the outcome's to handle."""
+        try:
+            await ctx.flush()
+        except _HELD_FLUSH_ERRORS:
+            log.debug("held progress not written", exc_info=True)
+
+    async def _complete(
+        self, message: AbstractIncomingMessage, job: JobMessage, ctx: PostgresTaskContext, result: Any
+    ) -> None:
         """Stores the result, or fails the task terminally when it cannot be stored: a result that
         PostgreSQL or a reader would refuse is refused again on every retry, so handing it back
         would run the job forever."""
@@ -291,6 +327,7 @@ class MessageProcessor:
         if problem is None:
             return await _settle(message.ack())
         log.warning("result not stored: %s", problem, extra={"taskId": str(job.task_id), "step": "complete"})
+        await self._flush_held(ctx)
         failure = Failure(
             RESULT_UNSTORABLE, f"the job's result cannot be stored: {problem}", dead_letter=True
         )
@@ -315,11 +352,14 @@ class MessageProcessor:
         failed = await self._db(lambda: self._lifecycle.fail(job.task_id, failure, job.message_id))
         await _settle(message.reject(requeue=False) if failed else message.ack())
 
+    @property
+    def _heartbeat_interval_s(self) -> float:
+        return min(1.0, self._settings.worker_lease_ms / 3000)
+
     async def _watch(self, ctx: PostgresTaskContext, runner: asyncio.Future[Any]) -> bool:
-        """Extends the lease; stops the job when its task is cancelled or taken over. True if so."""
-        interval = min(1.0, self._settings.worker_lease_ms / 3000)
+        """Extends the lease; stops the job when its task is cancelled or taken over. True if so.
+        Started one interval into the job (by `_Watcher`), so it beats first and sleeps after."""
         while not runner.done():
-            await asyncio.sleep(interval)
             try:
                 alive = await self._lifecycle.heartbeat(ctx.task_id)
             except _DB_ERRORS:
@@ -327,6 +367,7 @@ class MessageProcessor:
             if not alive and not runner.done():
                 runner.cancel()
                 return True
+            await asyncio.sleep(self._heartbeat_interval_s)
         return False
 
     async def _settle_cancelled(self, message: AbstractIncomingMessage, ctx: PostgresTaskContext) -> None:
@@ -398,6 +439,28 @@ class MessageProcessor:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 3.0)
         return await operation()
+
+
+class _Watcher:
+    """The job's heartbeat task, started only once the job has run one interval: most jobs end
+    before that, and a timer is far cheaper than a task that is created only to be cancelled."""
+
+    def __init__(self, watch: Callable[[], Awaitable[bool]], interval_s: float) -> None:
+        self._watch = watch
+        self._task: asyncio.Future[bool] | None = None
+        self._timer = asyncio.get_running_loop().call_later(interval_s, self._start)
+
+    def _start(self) -> None:
+        self._task = asyncio.ensure_future(self._watch())
+
+    def stopped_the_job(self) -> bool:
+        """True when the watch cancelled the job because its task was cancelled or taken over."""
+        return self._task is not None and self._task.done() and self._task.result()
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
 
 
 def result_problem(result: Any) -> str | None:
