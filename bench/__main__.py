@@ -10,6 +10,7 @@ from rich.console import Console
 
 from bench.report import print_results, write_json
 from bench.runner import ROOT, Bench, Options
+from bench.service_row import CLIENTS
 from bench.stats import BenchError
 
 
@@ -36,6 +37,14 @@ def parse(argv: list[str]) -> Options:
         "--no-scaling", action="store_true", help="skip the workers/concurrency/prefetch rows"
     )
     parser.add_argument("--no-growth", action="store_true", help="skip the empty vs pre-loaded comparison")
+    parser.add_argument(
+        "--client", choices=CLIENTS, default="aiohttp",
+        help="the service row's HTTP client (default aiohttp; httpx costs several times its CPU)",
+    )
+    parser.add_argument(
+        "--compare-clients", action="store_true",
+        help="also measure the service row with every other HTTP client, in the same rounds",
+    )
     args = parser.parse_args(argv)
     if args.jobs < 1 or args.concurrency < 1:
         parser.error("--jobs and --concurrency must be at least 1")
@@ -47,7 +56,8 @@ def parse(argv: list[str]) -> Options:
     return Options(
         jobs=args.jobs, concurrency=args.concurrency, warmup=args.warmup, quick=args.quick, rounds=rounds,
         preload_tasks=preload, celery=not args.no_celery, scaling=not args.no_scaling,
-        growth=not args.no_growth, retention_tasks=retention,
+        growth=not args.no_growth, retention_tasks=retention, client=args.client,
+        client_comparison=args.compare_clients,
     )
 
 

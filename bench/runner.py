@@ -22,7 +22,7 @@ from bench.celery_row import CeleryWorker, ensure_venv, finish_driver, start_dri
 from bench.cpu import CpuMeter
 from bench.drive import SubmitOne, closed_loop, open_loop, wait_completed
 from bench.preload import count_older, deep_cursor, preload, time_list
-from bench.service_row import ServiceClient
+from bench.service_row import CLIENTS, ServiceClient
 from bench.stats import BenchError, RowResult, Submit, mean_row, summarize
 from harness.stack.local import LocalStack
 from harness.stack.reset import truncate_service_tables
@@ -60,6 +60,10 @@ class Options:
     retention_tasks: int = 200_000
     """Finished tasks aged past the service's RETENTION_DAYS (default 30) for the retention part; 0 skips."""
     list_rounds: int = 30
+    client: str = "aiohttp"
+    """The service row's HTTP client (bench.service_row.CLIENTS); its CPU counts as the "bench" group."""
+    client_comparison: bool = False
+    """Also the service row with each other client, side by side, to show what the client costs."""
 
     @property
     def warmup_jobs(self) -> int:
@@ -143,7 +147,7 @@ class Bench:
 
     def _all_parts(self) -> None:
         options = self.options
-        label = f"service: {env_label(options.workers, {})}"
+        label = f"service: {env_label(options.workers, {})}, {options.client} client"
         systems: list[Callable[[], RowResult]] = [
             lambda: self.service_row(label, options.workers, {}),
             self.bare_row,
@@ -152,6 +156,9 @@ class Bench:
             systems.append(self.celery_row)
         else:
             self.results.skipped.append("celery row (--no-celery)")
+        if options.client_comparison:
+            for other in (kind for kind in CLIENTS if kind != options.client):
+                systems.append(self._service_row_with(other))
         # Round 1 in order, round 2 in reverse (A B C, C B A, ...): a drift in the machine's other
         # load hits every row alike instead of favouring the one measured first.
         measured: list[list[RowResult]] = [[] for _ in systems]
@@ -174,6 +181,10 @@ class Bench:
             self.growth()
         if options.retention_tasks:
             self.retention()
+
+    def _service_row_with(self, client: str) -> Callable[[], RowResult]:
+        label = f"service: {env_label(self.options.workers, {})}, {client} client"
+        return lambda: self.service_row(label, self.options.workers, {}, client=client)
 
     def say(self, text: str) -> None:
         self.console.print(f"[bold]==>[/bold] {text}  [dim](load {os.getloadavg()[0]:.2f})[/dim]")
@@ -242,14 +253,20 @@ class Bench:
         return row
 
     def service_row(
-        self, name: str, workers: int, env: Mapping[str, str], rate: float | None = None
+        self,
+        name: str,
+        workers: int,
+        env: Mapping[str, str],
+        rate: float | None = None,
+        client: str | None = None,
     ) -> RowResult:
         self.say(f"measuring {name}" + (f" at {rate:.0f} jobs/s offered" if rate else ""))
         self.set_workers(workers, env)
         asyncio.run(truncate_service_tables(self.dsn))
+        kind = client or self.options.client
 
         async def go() -> RowResult:
-            async with ServiceClient(self.stack.endpoints.api_url) as client:
+            async with ServiceClient(self.stack.endpoints.api_url, kind=kind) as client:
                 return await self._measure(name, "tasks", client.submit, self.service_groups(), rate)
 
         row = asyncio.run(go())
@@ -381,7 +398,7 @@ class Bench:
         _, at_start = _sample_old(self.dsn, started)
 
         async def go() -> RowResult:
-            async with ServiceClient(self.stack.endpoints.api_url) as client:
+            async with ServiceClient(self.stack.endpoints.api_url, kind=self.options.client) as client:
                 name = "service, retention deleting meanwhile"
                 return await self._measure(name, "tasks", client.submit, self.service_groups())
 
@@ -414,7 +431,7 @@ class Bench:
             asyncio.run(truncate_service_tables(self.dsn))
 
         async def go() -> dict[str, Any]:
-            async with ServiceClient(self.stack.endpoints.api_url) as client:
+            async with ServiceClient(self.stack.endpoints.api_url, kind=self.options.client) as client:
                 row = await self._measure(f"service, {label}", "tasks", client.submit, self.service_groups())
                 total = await _count_tasks(self.dsn)
                 first = await time_list(client, None, self.options.list_rounds)
