@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from rich.console import Console
 
 from bench import bare
@@ -91,6 +92,18 @@ class Results:
         return asdict(self)
 
 
+async def _commit_synchronously(dsn: str) -> None:
+    """Every row commits as durably as the service does: the embedded PostgreSQL defaults to
+    `synchronous_commit = off` (a throwaway test server), which the service turns on for its own
+    sessions (service.db.pool) while the bare and Celery rows would have kept it off."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        database = await connection.fetchval("SELECT current_database()")
+        await connection.execute(f'ALTER DATABASE "{database}" SET synchronous_commit = on')
+    finally:
+        await connection.close()
+
+
 def machine_facts() -> dict[str, Any]:
     return {
         "python": platform.python_version(),
@@ -133,6 +146,7 @@ class Bench:
         sampler.start()
         self.stack.start()
         try:
+            asyncio.run(_commit_synchronously(self.dsn))
             self._all_parts()
         finally:
             self.stack.stop()
