@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     relay_in_api: bool = True
     relay_batch_size: int = Field(default=100, ge=1, le=10_000)
     relay_poll_ms: int = Field(default=200, ge=10, le=60_000)
+    # After a NOTIFY wakes it, the relay waits this long so the next few commits join its batch.
+    relay_linger_ms: int = Field(default=5, ge=0, le=1_000)
     reconcile_interval_ms: int = Field(default=5_000, ge=100, le=3_600_000)
     reconcile_pending_after_ms: int = Field(default=30_000, ge=100, le=86_400_000)
     reconcile_lease_grace_ms: int = Field(default=15_000, ge=0, le=86_400_000)

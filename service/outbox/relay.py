@@ -4,6 +4,12 @@ Rows are claimed with `FOR UPDATE SKIP LOCKED`, so several relays share the work
 publishing in the normal case; a crash between the broker's confirm and the commit publishes a row
 again, which the workers' inbox absorbs (at-least-once, deduplicated by message id).
 
+Each batch is three round trips to PostgreSQL (BEGIN, the claim, and the update marking what the
+broker confirmed together with COMMIT) and one confirm wait for all its messages, published straight
+through aiormq with the body as PostgreSQL's own JSON text. After a NOTIFY wakes it the relay lingers
+`RELAY_LINGER_MS` so a trickle of rows fills one batch instead of many; a full batch means more are
+waiting, and the next one is claimed at once.
+
 Between batches the relay also runs the reconciler (`service.reconciler`) every
 `RECONCILE_INTERVAL_MS`, so wherever a relay runs (`ast-relay`, or inside `ast-api`), stuck tasks
 are re-driven through this same outbox; and retention (`service.retention`), one small batch of
@@ -14,13 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-from typing import Any
+from typing import Any, cast
 
-import aio_pika
+import aiormq
 import asyncpg
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
+from aio_pika.abc import AbstractChannel, AbstractConnection
+from asyncpg.pool import PoolConnectionProxy
+from pamqp.commands import Basic
 
 from service.broker.connection import connect
 from service.broker.topology import EVENTS_EXCHANGE, declare_topology
@@ -32,13 +39,21 @@ from service.retention import Retention
 
 log = logging.getLogger("ast.relay")
 
-_CLAIM = """SELECT outbox_id, message_id, exchange, routing_key, body, headers, priority, task_id
+# The body as jsonb's text (no decode and re-encode here); headers only when there are some.
+_CLAIM = """SELECT outbox_id, message_id::text, exchange, routing_key, body::text,
+                   NULLIF(headers, '{}'::jsonb) AS headers, priority, task_id::text
             FROM outbox WHERE sent_at IS NULL ORDER BY outbox_id LIMIT $1 FOR UPDATE SKIP LOCKED"""
-_MARK_SENT = (
-    "UPDATE outbox SET sent_at = clock_timestamp(), attempts = attempts + 1 WHERE outbox_id = ANY($1)"
+# One simple-protocol round trip: mark the confirmed rows and commit. The ids are the claim's own
+# bigints, written into the text as integers.
+_MARK_SENT_AND_COMMIT = (
+    "UPDATE outbox SET sent_at = clock_timestamp(), attempts = attempts + 1"
+    " WHERE outbox_id = ANY('{{{ids}}}'::bigint[]); COMMIT"
 )
 _MARK_FAILED = "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE outbox_id = $1"
 _MAX_BACKOFF_S = 2.0
+_PUBLISH_TIMEOUT_S = 10
+_JSON = "application/json"
+_PERSISTENT = 2
 
 
 class OutboxRelay:
@@ -50,7 +65,9 @@ class OutboxRelay:
         self._listener: asyncpg.Connection[Any] | None = None
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
+        self._conn: PoolConnectionProxy[Any] | None = None
         self.published = 0
+        self.batches = 0
         self.reconciler = Reconciler(settings, self._ready_messages)
         self._next_reconcile = 0.0
         self.retention = Retention(settings)
@@ -61,11 +78,13 @@ class OutboxRelay:
         while not self._stopping.is_set():
             try:
                 await self._connect()
+                # A NOTIFY from now on may be for a row this claim does not see: it wakes the wait below.
+                self._wakeup.clear()
                 sent = await self.publish_batch()
                 await self._reconcile_if_due()
                 await self._retain_if_due()
                 backoff = 0.1
-                if sent == 0:
+                if sent < self._settings.relay_batch_size:
                     await self._wait_for_work()
             except Exception as error:  # noqa: BLE001 - the relay must outlive every failure
                 if isinstance(error, TRANSIENT_ERRORS):
@@ -87,20 +106,35 @@ class OutboxRelay:
         A row the broker refused stays unsent with its error recorded and is tried again next round;
         it never holds back the rest of the batch.
         """
-        assert self._pool is not None
         assert self._channel is not None
-        async with self._pool.acquire() as conn, conn.transaction():
+        conn = await self._connection_for_batches()
+        await conn.execute("BEGIN")
+        try:
             rows = await conn.fetch(_CLAIM, self._settings.relay_batch_size)
             if not rows:
+                await conn.execute("COMMIT")
                 return 0
-            outcomes = await asyncio.gather(*(self._publish(row) for row in rows), return_exceptions=True)
-            sent = [row["outbox_id"] for row, outcome in zip(rows, outcomes, strict=True) if outcome is None]
-            await conn.execute(_MARK_SENT, sent)
+            channel = cast(aiormq.Channel, await self._channel.get_underlay_channel())
+            outcomes = await asyncio.gather(
+                *(self._publish(channel, row) for row in rows), return_exceptions=True
+            )
+            sent = [row[0] for row, outcome in zip(rows, outcomes, strict=True) if outcome is None]
             for row, outcome in zip(rows, outcomes, strict=True):
                 if isinstance(outcome, BaseException):
-                    await conn.execute(
-                        _MARK_FAILED, row["outbox_id"], f"{type(outcome).__name__}: {outcome}"[:500]
-                    )
+                    await conn.execute(_MARK_FAILED, row[0], f"{type(outcome).__name__}: {outcome}"[:500])
+            if sent:
+                await conn.execute(_MARK_SENT_AND_COMMIT.format(ids=",".join(map(str, sent))))
+            else:
+                await conn.execute("COMMIT")
+        finally:
+            if conn.is_in_transaction() and not conn.is_closed():
+                # Nothing is marked: every row claimed here stays unsent (published again later,
+                # which the workers' inbox absorbs). The connection is dropped if this fails too.
+                try:
+                    await conn.execute("ROLLBACK")
+                except Exception:  # noqa: BLE001 - the error that got here is the one to report
+                    conn.terminate()
+        self.batches += 1
         self.published += len(sent)
         if len(sent) < len(rows):
             failure = next(o for o in outcomes if isinstance(o, BaseException))
@@ -129,27 +163,37 @@ class OutboxRelay:
         declared = await self._channel.declare_queue(queue, passive=True)
         return int(declared.declaration_result.message_count or 0)
 
-    async def _publish(self, row: asyncpg.Record) -> None:
-        assert self._channel is not None
-        exchange = await self._exchange(row["exchange"])
-        message = aio_pika.Message(
-            body=json.dumps(row["body"]).encode(),
-            message_id=str(row["message_id"]),
-            content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            priority=row["priority"],
-            headers=row["headers"] or {},
-            correlation_id=str(row["task_id"]) if row["task_id"] else None,
+    @staticmethod
+    async def _publish(channel: aiormq.Channel, row: asyncpg.Record) -> None:
+        """One persistent JSON message, waiting for the broker's confirm (a nack, or a return of a
+        mandatory message, raises: the channel is opened with `on_return_raises`)."""
+        _, message_id, exchange, routing_key, body, headers, priority, task_id = row
+        properties = Basic.Properties(
+            content_type=_JSON,
+            delivery_mode=_PERSISTENT,
+            headers=headers or {},
+            priority=priority,
+            correlation_id=task_id,
+            message_id=message_id,
         )
         # Events may have no listener; a job message that no queue takes is an error worth retrying.
-        mandatory = row["exchange"] != EVENTS_EXCHANGE
-        await exchange.publish(message, routing_key=row["routing_key"], mandatory=mandatory, timeout=10)
+        await channel.basic_publish(
+            body.encode(),
+            exchange=exchange,
+            routing_key=routing_key,
+            properties=properties,
+            mandatory=exchange != EVENTS_EXCHANGE,
+            timeout=_PUBLISH_TIMEOUT_S,
+            wait=False,
+        )
 
-    async def _exchange(self, name: str) -> AbstractExchange:
-        assert self._channel is not None
-        if name == "":
-            return self._channel.default_exchange
-        return await self._channel.get_exchange(name, ensure=False)
+    async def _connection_for_batches(self) -> PoolConnectionProxy[Any]:
+        """One pooled connection kept for the batches (no acquire and release per batch); any
+        failure resets the relay, which drops the pool and this connection with it."""
+        assert self._pool is not None
+        if self._conn is None:
+            self._conn = await self._pool.acquire()
+        return self._conn
 
     async def _connect(self) -> None:
         if self._pool is None:
@@ -172,9 +216,15 @@ class OutboxRelay:
         self._wakeup.set()
 
     async def _wait_for_work(self) -> None:
-        self._wakeup.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), self._settings.relay_poll_ms / 1000)
+        """Until a NOTIFY (at once if one came since the last claim began) or the poll interval;
+        after a NOTIFY, the linger lets the rows of the next few commits join this batch."""
+        if not self._wakeup.is_set():
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), self._settings.relay_poll_ms / 1000)
+            except TimeoutError:
+                return
+        if self._settings.relay_linger_ms and not self._stopping.is_set():
+            await asyncio.sleep(self._settings.relay_linger_ms / 1000)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -199,6 +249,6 @@ class OutboxRelay:
             await connection.close()
 
     async def _close_pool(self) -> None:
-        pool, self._pool = self._pool, None
+        pool, self._pool, self._conn = self._pool, None, None
         if pool is not None:
             pool.terminate()
