@@ -10,11 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
+from fastapi.telemetry._api import _unconfigured
+from opentelemetry import metrics, trace
+from opentelemetry._logs import get_logger_provider
 
 from service import tracing
 from service.api.allow import AllowedMethods
@@ -86,6 +91,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(
         title="AST service", version="0.1.0", lifespan=_lifespan(settings),
         description="Accepts heavy jobs, persists them, and reports their progress.",
+        telemetry=_native_telemetry(),
     )
     app.state.settings = settings
     app.state.metrics = ApiMetrics()
@@ -95,10 +101,25 @@ def create_app(settings: Settings) -> FastAPI:
     install_openapi(app, settings)
     app.add_middleware(AllowedMethods, router=app.router)
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
-    app.add_middleware(BearerAuth, tokens=settings.api_tokens)
+    if settings.api_tokens:  # without tokens it would pass every request through untouched
+        app.add_middleware(BearerAuth, tokens=settings.api_tokens)
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)
     _instrument(app)
     return app
+
+
+def _native_telemetry() -> TelemetryConfig | None:
+    """FastAPI's own OpenTelemetry layer asks the global tracer, meter and logger providers on every
+    request whether anyone configured them. This service never does (`service.tracing` keeps its
+    own provider), so when nothing outside it has either (no auto-instrumentation, no
+    FASTAPI_OTEL_AUTO_CONFIGURE) by the time the app is built, the layer is switched off instead of
+    asking three times per request; otherwise FastAPI's defaults stand."""
+    if os.getenv("FASTAPI_OTEL_AUTO_CONFIGURE", "").lower() == "true" or not all(
+        _unconfigured(provider)
+        for provider in (trace.get_tracer_provider(), metrics.get_meter_provider(), get_logger_provider())
+    ):
+        return None
+    return {"tracing": False, "metrics": False, "logs": False}
 
 
 def _instrument(app: FastAPI) -> None:

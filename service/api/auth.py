@@ -18,6 +18,7 @@ from service.api import session
 from service.api.errors import error_response
 
 EXEMPT_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+_OPEN = EXEMPT_PATHS | session.OPEN_PATHS
 
 
 class BearerAuth:
@@ -26,7 +27,7 @@ class BearerAuth:
         self._tokens = [token.encode() for token in tokens]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self._tokens or scope["path"] in EXEMPT_PATHS | session.OPEN_PATHS:
+        if scope["type"] != "http" or not self._tokens or scope["path"] in _OPEN:
             await self.app(scope, receive, send)
             return
         if self._authorized(scope) or self._session_allows(scope):

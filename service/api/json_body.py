@@ -26,6 +26,8 @@ class StrictJsonRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def strict_json_handler(request: Request) -> Response:
-            return await handler(StrictJsonRequest(request.scope, request.receive))
+            if not isinstance(request, StrictJsonRequest):  # a subclass's handler may have read it
+                request = StrictJsonRequest(request.scope, request.receive)
+            return await handler(request)
 
         return strict_json_handler

@@ -8,7 +8,8 @@ series is therefore bounded whatever clients send.
 
 from __future__ import annotations
 
-import time
+from time import perf_counter
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -41,18 +42,23 @@ class ApiMetrics:
 
 
 class RequestMetrics:
-    """Pure ASGI middleware; reads the matched route from the scope after the app has routed it."""
+    """Pure ASGI middleware; reads the matched route from the scope after the app has routed it.
+
+    The labelled children are kept per (method, route, status): `labels()` checks, converts and
+    locks on every call, for series that are bounded and known after their first request."""
 
     def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
         self.app = app
         self.metrics = metrics
+        self._counted: dict[tuple[str, str, int], Any] = {}
+        self._timed: dict[tuple[str, str], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         status = 500
-        started = time.perf_counter()
+        started = perf_counter()
 
         async def send_with_status(message: Message) -> None:
             nonlocal status
@@ -63,10 +69,26 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            route = str(getattr(scope.get("route"), "path", UNMATCHED_ROUTE))
+            elapsed = perf_counter() - started
+            route = scope.get("route")
+            route_label = UNMATCHED_ROUTE if route is None else str(getattr(route, "path", UNMATCHED_ROUTE))
             method = method_label(scope.get("method"))
-            self.metrics.requests.labels(method, route, str(status)).inc()
-            self.metrics.latency.labels(method, route).observe(time.perf_counter() - started)
+            self._counter(method, route_label, status).inc()
+            self._histogram(method, route_label).observe(elapsed)
+
+    def _counter(self, method: str, route: str, status: int) -> Any:
+        key = (method, route, status)
+        child = self._counted.get(key)
+        if child is None:
+            child = self._counted[key] = self.metrics.requests.labels(method, route, str(status))
+        return child
+
+    def _histogram(self, method: str, route: str) -> Any:
+        key = (method, route)
+        child = self._timed.get(key)
+        if child is None:
+            child = self._timed[key] = self.metrics.latency.labels(method, route)
+        return child
 
 
 def method_label(method: object) -> str:

@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.telemetry import get_telemetry_data
 from pydantic import ValidationError
 from sse_starlette import EventSourceResponse
 
 from service import tracing
 from service.api import queries
 from service.api.cursor import CURSOR_PATTERN, decode_cursor, encode_cursor
-from service.api.deps import ACQUIRE_TIMEOUT_S, AppSettings, Metrics, Pool, TaskId
+from service.api.deps import ACQUIRE_TIMEOUT_S, AppSettings, Metrics, PgPool, Pool, TaskId
 from service.api.errors import ApiError, task_not_found, validation_details
-from service.api.json_body import StrictJsonRoute
+from service.api.json_body import StrictJsonRequest, StrictJsonRoute
+from service.api.metrics import ApiMetrics
 from service.api.openapi import TASK_EVENT, errors
 from service.api.schemas import Task, TaskAccepted, TaskEvent, TaskEvents, TaskPage, TaskSubmit
 from service.api.stream import TaskStreams, too_many_streams
 from service.api.stream_slots import StreamsExhausted
+from service.config import Settings
 from service.db.tasks import (
     IllegalMove,
     NewTask,
@@ -63,15 +68,17 @@ def _stored_payload(body: TaskSubmit, *, allow_local_repos: bool) -> dict[str, A
         raise ApiError(422, "INVALID_PAYLOAD", str(error)) from None
 
 
-@router.post("/tasks", status_code=202, response_model=TaskAccepted, responses={
-    202: {"headers": {"Location": {"description": "the task's URL", "schema": {"type": "string"}}}},
-    **errors(409, 422, 503),
-})
 async def submit_task(
-    body: TaskSubmit, response: Response, pool: Pool, settings: AppSettings, metrics: Metrics,
+    body: TaskSubmit, pool: Pool, settings: AppSettings, metrics: Metrics,
     idempotency_key: IdempotencyKey = None,
-) -> TaskAccepted:
+) -> Response:
     """Writes the task, its first event and its job message in one transaction (202)."""
+    return await _submit(body, pool, settings, metrics, idempotency_key)
+
+
+async def _submit(
+    body: TaskSubmit, pool: PgPool, settings: Settings, metrics: ApiMetrics, idempotency_key: str | None
+) -> Response:
     payload = _stored_payload(body, allow_local_repos=settings.allow_local_repos)
     new = NewTask(body.type, payload, body.priority, settings.max_retries, input_hash(body, payload),
                   idempotency_key=idempotency_key, trace_id=tracing.new_trace_id())
@@ -82,14 +89,79 @@ async def submit_task(
             row = await conn.fetchrow(queries.TASK_BY_KEY, idempotency_key)
     _check_replay(row, new)
     assert row is not None
+    task_id = str(row["task_id"])
     if created:
         metrics.tasks_submitted.labels(body.type.value).inc()
         tracing.accepted(row["task_id"], row["type"])
         log.info("task accepted",
-                 extra={"taskId": str(row["task_id"]), "type": row["type"], "step": "submit",
-                        "traceId": row["trace_id"]})
-    response.headers["Location"] = f"/tasks/{row['task_id']}"
-    return TaskAccepted(task_id=row["task_id"], status=Status(row["status"]))
+                 extra={"taskId": task_id, "type": row["type"], "step": "submit", "traceId": row["trace_id"]})
+    return TaskAcceptedResponse(task_id, Status(row["status"]))
+
+
+class TaskAcceptedResponse(Response):
+    """The 202 of `POST /tasks`, encoded once: what FastAPI would make of a `TaskAccepted` (same
+    bytes, same headers in the same order: content-length, content-type, location) without
+    validating the model it was just given and serializing it again."""
+
+    media_type = "application/json"
+
+    def __init__(self, task_id: str, status: Status) -> None:
+        self.status_code = 202
+        self.background = None
+        self.body = b'{"taskId":"%s","status":"%s"}' % (task_id.encode(), status.value.encode())
+        self.raw_headers = [
+            (b"content-length", b"%d" % len(self.body)),
+            (b"content-type", b"application/json"),
+            (b"location", b"/tasks/" + task_id.encode()),
+        ]
+
+
+_JSON_TYPES = frozenset({"application/json", "application/json; charset=utf-8"})
+_IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,200}")
+"""What `IdempotencyKey` accepts (the fast path checks it; anything else goes FastAPI's way)."""
+
+
+class SubmitRoute(StrictJsonRoute):
+    """`POST /tasks` without FastAPI's per-request machinery when the request is plainly valid.
+
+    A JSON body that `TaskSubmit` accepts and an absent or valid `Idempotency-Key` go straight to
+    `_submit`; anything else (another content type, bad JSON, an invalid body or header, FastAPI's
+    own tracing of the request) takes FastAPI's handler, which answers exactly as before. The route
+    is declared as usual, so the OpenAPI document does not change."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def submit_handler(request: Request) -> Response:
+            strict = StrictJsonRequest(request.scope, request.receive)
+            submit = await _plainly_valid(strict)
+            if submit is None:
+                return await handler(strict)
+            body, key = submit
+            state = request.app.state
+            return await _submit(body, state.pool, state.settings, state.metrics, key)
+
+        return submit_handler
+
+
+async def _plainly_valid(request: StrictJsonRequest) -> tuple[TaskSubmit, str | None] | None:
+    if get_telemetry_data() is not None or request.headers.get("content-type") not in _JSON_TYPES:
+        return None
+    key = request.headers.get("idempotency-key")
+    if key is not None and _IDEMPOTENCY_KEY.fullmatch(key) is None:
+        return None
+    try:
+        return TaskSubmit.model_validate(await request.json()), key
+    except Exception:  # noqa: BLE001 - FastAPI's handler reads the body again and answers the error
+        return None
+
+
+router.add_api_route(
+    "/tasks", submit_task, methods=["POST"], status_code=202, response_model=TaskAccepted, responses={
+        202: {"headers": {"Location": {"description": "the task's URL", "schema": {"type": "string"}}}},
+        **errors(409, 422, 503),
+    }, route_class_override=SubmitRoute,
+)
 
 
 def _check_replay(existing: Any, new: NewTask) -> None:
