@@ -5,10 +5,10 @@ publishing in the normal case; a crash between the broker's confirm and the comm
 again, which the workers' inbox absorbs (at-least-once, deduplicated by message id).
 
 Each batch is three round trips to PostgreSQL (BEGIN, the claim, and the update marking what the
-broker confirmed together with COMMIT) and one confirm wait for all its messages, published straight
-through aiormq with the body as PostgreSQL's own JSON text. After a NOTIFY wakes it the relay lingers
-`RELAY_LINGER_MS` so a trickle of rows fills one batch instead of many; a full batch means more are
-waiting, and the next one is claimed at once.
+broker confirmed together with COMMIT); its messages go out in one socket write on aiormq's
+channel, each body as PostgreSQL's own JSON text, and one wait covers all their confirms. After a
+NOTIFY wakes it the relay lingers `RELAY_LINGER_MS` so a trickle of rows fills one batch instead of
+many; a full batch means more are waiting, and the next one is claimed at once.
 
 Between batches the relay also runs the reconciler (`service.reconciler`) every
 `RECONCILE_INTERVAL_MS`, so wherever a relay runs (`ast-relay`, or inside `ast-api`), stuck tasks
@@ -21,13 +21,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from functools import partial
 from typing import Any, cast
 
 import aiormq
 import asyncpg
+import pamqp.frame
 from aio_pika.abc import AbstractChannel, AbstractConnection
+from aiormq.abc import ChannelFrame
 from asyncpg.pool import PoolConnectionProxy
+from pamqp.base import Frame
+from pamqp.body import ContentBody
 from pamqp.commands import Basic
+from pamqp.header import ContentHeader
 
 from service.broker.connection import connect
 from service.broker.topology import EVENTS_EXCHANGE, declare_topology
@@ -115,9 +121,7 @@ class OutboxRelay:
                 await conn.execute("COMMIT")
                 return 0
             channel = cast(aiormq.Channel, await self._channel.get_underlay_channel())
-            outcomes = await asyncio.gather(
-                *(self._publish(channel, row) for row in rows), return_exceptions=True
-            )
+            outcomes = await _publish_all(channel, rows)
             sent = [row[0] for row, outcome in zip(rows, outcomes, strict=True) if outcome is None]
             for row, outcome in zip(rows, outcomes, strict=True):
                 if isinstance(outcome, BaseException):
@@ -162,30 +166,6 @@ class OutboxRelay:
         assert self._channel is not None
         declared = await self._channel.declare_queue(queue, passive=True)
         return int(declared.declaration_result.message_count or 0)
-
-    @staticmethod
-    async def _publish(channel: aiormq.Channel, row: asyncpg.Record) -> None:
-        """One persistent JSON message, waiting for the broker's confirm (a nack, or a return of a
-        mandatory message, raises: the channel is opened with `on_return_raises`)."""
-        _, message_id, exchange, routing_key, body, headers, priority, task_id = row
-        properties = Basic.Properties(
-            content_type=_JSON,
-            delivery_mode=_PERSISTENT,
-            headers=headers or {},
-            priority=priority,
-            correlation_id=task_id,
-            message_id=message_id,
-        )
-        # Events may have no listener; a job message that no queue takes is an error worth retrying.
-        await channel.basic_publish(
-            body.encode(),
-            exchange=exchange,
-            routing_key=routing_key,
-            properties=properties,
-            mandatory=exchange != EVENTS_EXCHANGE,
-            timeout=_PUBLISH_TIMEOUT_S,
-            wait=False,
-        )
 
     async def _connection_for_batches(self) -> PoolConnectionProxy[Any]:
         """One pooled connection kept for the batches (no acquire and release per batch); any
@@ -252,3 +232,86 @@ class OutboxRelay:
         pool, self._pool, self._conn = self._pool, None, None
         if pool is not None:
             pool.terminate()
+
+
+async def _publish_all(channel: aiormq.Channel, rows: list[asyncpg.Record]) -> list[BaseException | None]:
+    """Every row's message in one socket write, then one wait for all their confirms: None for a
+    row the broker confirmed, else why not (nack, a mandatory message returned, timeout, closed).
+
+    aiormq's `basic_publish` does the same for one message at a time (a write, a timer and a lock
+    each); this is its bookkeeping for a whole batch, under the channel's lock: a delivery tag and
+    a confirmation future per message, which aiormq's reader resolves on ack, nack or return (the
+    channel is opened with `on_return_raises`), or rejects when the channel closes.
+    """
+    outcomes: list[BaseException | None] = [None] * len(rows)
+    waiting: dict[asyncio.Future[Any], int] = {}
+    payload = bytearray()
+    number = channel.number
+    async with channel.lock:
+        first_tag = channel.delivery_tag
+        try:
+            for index, row in enumerate(rows):
+                _, message_id, exchange, routing_key, body, headers, priority, task_id = row
+                try:
+                    if len(routing_key) > 255:
+                        raise ValueError("routing key too long (max 255 bytes)")
+                    data = body.encode()
+                    frames: list[Frame | ContentHeader | ContentBody] = [
+                        Basic.Publish(
+                            exchange=exchange, routing_key=routing_key, mandatory=exchange != EVENTS_EXCHANGE
+                        ),
+                        ContentHeader(
+                            properties=Basic.Properties(
+                                content_type=_JSON,
+                                delivery_mode=_PERSISTENT,
+                                headers=headers or {},
+                                priority=priority,
+                                correlation_id=task_id,
+                                message_id=message_id,
+                            ),
+                            body_size=len(data),
+                        ),
+                        *_body_frames(channel, data),
+                    ]
+                    encoded = b"".join(pamqp.frame.marshal(frame, number) for frame in frames)
+                except Exception as error:  # noqa: BLE001 - this row's fault, the batch goes on
+                    outcomes[index] = error
+                    continue
+                channel.delivery_tag += 1
+                tag = channel.delivery_tag
+                confirmation = channel.create_future()
+                channel.confirmations[tag] = confirmation
+                channel.message_id_delivery_tag[message_id] = tag
+                confirmation.add_done_callback(partial(_forget, channel, message_id, tag))
+                waiting[confirmation] = index
+                payload += encoded
+            if payload:
+                await channel.write_queue.put(ChannelFrame(payload=bytes(payload), should_close=False))
+        except BaseException:
+            # Nothing reached the writer: give the tags back, as basic_publish does.
+            channel.delivery_tag = first_tag
+            for confirmation, _ in waiting.items():
+                confirmation.cancel()
+            for tag in range(first_tag + 1, first_tag + len(waiting) + 1):
+                channel.confirmations.pop(tag, None)
+            raise
+    if waiting:
+        _, pending = await asyncio.wait(waiting, timeout=_PUBLISH_TIMEOUT_S)
+        for confirmation in pending:
+            confirmation.cancel()
+        for confirmation, index in waiting.items():
+            if confirmation.cancelled():
+                outcomes[index] = TimeoutError(f"no confirm within {_PUBLISH_TIMEOUT_S} s")
+            else:
+                outcomes[index] = confirmation.exception()
+    return outcomes
+
+
+def _body_frames(channel: aiormq.Channel, body: bytes) -> list[ContentBody]:
+    size = channel.max_content_size
+    return [ContentBody(body[start : start + size]) for start in range(0, len(body), size)]
+
+
+def _forget(channel: aiormq.Channel, message_id: str, tag: int, _: object) -> None:
+    if channel.message_id_delivery_tag.get(message_id) == tag:
+        del channel.message_id_delivery_tag[message_id]

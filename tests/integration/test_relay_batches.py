@@ -173,3 +173,53 @@ def test_a_refused_row_stays_unsent_with_its_error_and_the_rest_are_sent(own_rel
             await connection.close()
 
     asyncio.run(scenario())
+
+
+def test_one_write_per_batch_keeps_every_message_whole(own_relay: StackEndpoints) -> None:
+    """A batch goes out in one write: a body larger than a frame is split and arrives whole, and a
+    row that cannot be sent at all (a routing key over 255 bytes) fails alone."""
+
+    async def scenario() -> None:
+        relay = OutboxRelay(_settings(own_relay))
+        routing_key = f"relay.whole.{uuid.uuid4().hex[:6]}"
+        connection = await aio_pika.connect(own_relay.amqp_url)
+        conn = await asyncpg.connect(own_relay.postgres_dsn)
+        try:
+            channel = await connection.channel()
+            queue = await channel.declare_queue(exclusive=True)
+            await queue.bind(_EVENTS, routing_key=routing_key)
+            big = "x" * 300_000  # more than two frames at the default frame_max (128 KiB)
+            bodies = {str(uuid.uuid4()): {"n": n, "big": big if n % 2 else ""} for n in range(6)}
+            for message_id, body in bodies.items():
+                await conn.execute(_INSERT, message_id, _EVENTS, routing_key, json.dumps(body))
+            unsendable = await _insert(conn, _EVENTS, "k" * 300)
+
+            await relay._connect()  # noqa: SLF001 - one batch, driven by hand
+            with pytest.raises(ConnectionError, match="1 of 7 messages not confirmed"):
+                await relay.publish_batch()
+            error = await conn.fetchval(
+                "SELECT last_error FROM outbox WHERE message_id = $1::uuid AND sent_at IS NULL", unsendable
+            )
+            assert "routing key" in error.lower()
+            # The channel is still good: the next batch goes through it.
+            await conn.execute("DELETE FROM outbox WHERE message_id = $1::uuid", unsendable)
+            await _insert(conn, _EVENTS, routing_key, message_id=(last := str(uuid.uuid4())))
+            assert await relay.publish_batch() == 1
+
+            received: dict[str, object] = {}
+            async with asyncio.timeout(10):
+                while len(received) < len(bodies) + 1:
+                    message = await queue.get(fail=False)
+                    if message is None:
+                        await asyncio.sleep(0.02)
+                        continue
+                    await message.ack()
+                    received[str(message.message_id)] = json.loads(message.body)
+            assert received == {**bodies, last: {"id": last}}
+        finally:
+            await relay.stop()
+            await relay._reset()  # noqa: SLF001
+            await conn.close()
+            await connection.close()
+
+    asyncio.run(scenario())
