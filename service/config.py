@@ -62,7 +62,8 @@ class Settings(BaseSettings):
     retry_base_ms: int = Field(default=1000, ge=1, le=3_600_000)
     job_timeout_ms: int = Field(default=900_000, ge=100, le=86_400_000)
     worker_id: str = ""
-    worker_concurrency: int = Field(default=1, ge=1, le=64)
+    # Jobs mostly wait on their round trips; each is one consumer per job queue (see Worker._session).
+    worker_concurrency: int = Field(default=4, ge=1, le=64)
     worker_lease_ms: int = Field(default=10_000, ge=500, le=600_000)
     temp_dir: Path = Path("/tmp/ast-service")
     artifacts_dir: Path = Path("/tmp/ast-artifacts")

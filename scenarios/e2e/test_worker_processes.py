@@ -91,7 +91,8 @@ def test_one_worker_runs_worker_concurrency_jobs_at_once(api: httpx.Client, loca
     regular = list(local_stack.workers)
     for name in regular:
         assert local_stack.remove_worker(name) == 0
-    wide = local_stack.add_worker({"WORKER_CONCURRENCY": "3", "RABBIT_PREFETCH": "3"})
+    # The contract's default RABBIT_PREFETCH of 1 (per consumer): concurrency alone must be enough.
+    wide = local_stack.add_worker({"WORKER_CONCURRENCY": "3"})
     try:
         task_ids = [submit(api, {"durationMs": 1500, "steps": 3}) for _ in range(3)]
         for task_id in task_ids:

@@ -162,6 +162,10 @@ class Worker:
         await self._drain()
 
     async def _session(self) -> None:
+        """WORKER_CONCURRENCY consumers on each job queue, each holding at most RABBIT_PREFETCH
+        unacked messages (the broker applies the prefetch per consumer): with the default prefetch
+        of 1, one consumer per queue would run one job of a type at a time whatever the concurrency.
+        The worker's slots still cap the jobs running at once, across all queues."""
         connection = self._connection = await connect(self.settings)
         try:
             channel = await connection.channel(publisher_confirms=True)
@@ -176,7 +180,8 @@ class Worker:
             consumers: list[tuple[AbstractQueue, str]] = []
             for queue in JOB_QUEUES.values():
                 declared = await channel.get_queue(queue.name, ensure=False)
-                consumers.append((declared, await declared.consume(self._on_message)))
+                for _ in range(self.settings.worker_concurrency):
+                    consumers.append((declared, await declared.consume(self._on_message)))
             self._consuming = True
             log.info("consuming", extra={"step": "consume", "workerId": self.worker_id})
             await self._watch(channel, consumers)

@@ -19,6 +19,7 @@ import pytest
 from harness.observe.rabbitmq import Management
 from harness.stack.servers import LocalServers
 from harness.stack.services import ServiceStack
+from service.config import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -131,7 +132,10 @@ def test_queues_endpoint_reads_the_configured_vhost(vhost_stack: ServiceStack) -
     depths = {queue["name"]: queue for queue in report["queues"]}
     for name in TOPOLOGY_QUEUES:
         assert depths[name]["messages"] == 0, depths[name]
-    # The stack's one worker consumes every job queue in VHOST; the API sees that consumer.
+    # The stack's one worker consumes every job queue in VHOST (one consumer per unit of its
+    # default WORKER_CONCURRENCY); the API sees those consumers.
     management_url = vhost_stack.endpoints.management_url
+    consumers = Settings.model_fields["worker_concurrency"].default
     for name in JOB_QUEUES:
-        assert depths[name]["consumers"] == _statistic(management_url, name, _consumers) == 1, depths[name]
+        seen = depths[name]["consumers"], _statistic(management_url, name, _consumers)
+        assert seen == (consumers, consumers), depths[name]
