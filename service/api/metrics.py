@@ -36,6 +36,14 @@ class ApiMetrics:
             "ast_api_tasks_submitted_total", "Tasks accepted (new, not idempotent replays) by type",
             ["type"], registry=self.registry,
         )
+        self._submitted: dict[str, Any] = {}
+
+    def task_submitted(self, task_type: str) -> None:
+        """Counts one accepted task of `task_type` (one of the known types: a bounded set of children)."""
+        child = self._submitted.get(task_type)
+        if child is None:
+            child = self._submitted[task_type] = self.tasks_submitted.labels(task_type)
+        child.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -91,7 +91,7 @@ async def _submit(
     assert row is not None
     task_id = str(row["task_id"])
     if created:
-        metrics.tasks_submitted.labels(body.type.value).inc()
+        metrics.task_submitted(body.type.value)
         tracing.accepted(row["task_id"], row["type"])
         log.info("task accepted",
                  extra={"taskId": task_id, "type": row["type"], "step": "submit", "traceId": row["trace_id"]})
