@@ -96,6 +96,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = ApiMetrics()
     install_error_handlers(app)
+    tasks.add_submit_route(app)
     for module in (tasks, events, dlq, ops, dashboard):
         app.include_router(module.router)
     install_openapi(app, settings)

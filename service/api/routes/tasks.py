@@ -1,4 +1,4 @@
-"""Submit, read, list, stream and cancel tasks."""
+"""Submit, read, list, stream and cancel tasks (`POST /tasks` is added to the app by `add_submit_route`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, FastAPI, Header, Query, Request, Response
 from fastapi.telemetry import get_telemetry_data
 from pydantic import ValidationError
 from sse_starlette import EventSourceResponse
@@ -156,12 +156,17 @@ async def _plainly_valid(request: StrictJsonRequest) -> tuple[TaskSubmit, str | 
         return None
 
 
-router.add_api_route(
-    "/tasks", submit_task, methods=["POST"], status_code=202, response_model=TaskAccepted, responses={
-        202: {"headers": {"Location": {"description": "the task's URL", "schema": {"type": "string"}}}},
-        **errors(409, 422, 503),
-    }, route_class_override=SubmitRoute,
-)
+def add_submit_route(app: FastAPI) -> None:
+    """Declares `POST /tasks` on the app itself, not through `router`: FastAPI matches a route of an
+    included router through a per-inclusion context (scope keys set and restored around each
+    candidate), several microseconds per request that the busiest route does without. Called
+    before the routers are included, it stays first in the OpenAPI document as before."""
+    app.router.add_api_route(
+        "/tasks", submit_task, methods=["POST"], status_code=202, response_model=TaskAccepted, responses={
+            202: {"headers": {"Location": {"description": "the task's URL", "schema": {"type": "string"}}}},
+            **errors(409, 422, 503),
+        }, tags=["tasks"], route_class_override=SubmitRoute,
+    )
 
 
 def _check_replay(existing: Any, new: NewTask) -> None:
