@@ -62,8 +62,9 @@ class Settings(BaseSettings):
     retry_base_ms: int = Field(default=1000, ge=1, le=3_600_000)
     job_timeout_ms: int = Field(default=900_000, ge=100, le=86_400_000)
     worker_id: str = ""
-    # Jobs mostly wait on their round trips; each is one consumer per job queue (see Worker._session).
-    worker_concurrency: int = Field(default=4, ge=1, le=64)
+    # One consumer per job queue per unit (see Worker._session). Not more by default: a job that
+    # crashes its worker takes the jobs running beside it down too (the poison-message drill).
+    worker_concurrency: int = Field(default=1, ge=1, le=64)
     worker_lease_ms: int = Field(default=10_000, ge=500, le=600_000)
     temp_dir: Path = Path("/tmp/ast-service")
     artifacts_dir: Path = Path("/tmp/ast-artifacts")
