@@ -45,6 +45,10 @@ def parse(argv: list[str]) -> Options:
         "--compare-clients", action="store_true",
         help="also measure the service row with every other HTTP client, in the same rounds",
     )
+    parser.add_argument(
+        "--server-commit", action="store_true",
+        help="leave the server's synchronous_commit (off on the embedded stack) to the bare and Celery rows",
+    )
     args = parser.parse_args(argv)
     if args.jobs < 1 or args.concurrency < 1:
         parser.error("--jobs and --concurrency must be at least 1")
@@ -57,7 +61,7 @@ def parse(argv: list[str]) -> Options:
         jobs=args.jobs, concurrency=args.concurrency, warmup=args.warmup, quick=args.quick, rounds=rounds,
         preload_tasks=preload, celery=not args.no_celery, scaling=not args.no_scaling,
         growth=not args.no_growth, retention_tasks=retention, client=args.client,
-        client_comparison=args.compare_clients,
+        client_comparison=args.compare_clients, synchronous_commit=not args.server_commit,
     )
 
 

@@ -68,7 +68,12 @@ def print_results(results: Results, console: Console) -> None:
     console.print(
         f"{options['jobs']} jobs per row, {options['concurrency']} concurrent submitters, after a warm-up "
         f"of {options['warmup_jobs']} jobs per row (not counted); every job COMPLETED in PostgreSQL. "
-        "Window: first submit to last completed_at. Every row commits synchronously (synchronous_commit on)."
+        "Window: first submit to last completed_at."
+        + (
+            " Every row commits synchronously (synchronous_commit on)."
+            if options.get("synchronous_commit", True)
+            else " The bare and Celery rows commit with the server's default (--server-commit)."
+        )
     )
     rounds = results.options.get("rounds", 1)
     title = "Side by side (one stack, one run)"

@@ -64,6 +64,8 @@ class Options:
     client: str = "aiohttp"
     """The service row's HTTP client (bench.service_row.CLIENTS); its CPU counts as the "bench" group."""
     client_comparison: bool = False
+    synchronous_commit: bool = True
+    """Every row commits synchronously (as the service does); False leaves the server's default."""
     """Also the service row with each other client, side by side, to show what the client costs."""
 
     @property
@@ -146,7 +148,10 @@ class Bench:
         sampler.start()
         self.stack.start()
         try:
-            asyncio.run(_commit_synchronously(self.dsn))
+            if self.options.synchronous_commit:
+                asyncio.run(_commit_synchronously(self.dsn))
+            else:
+                self.results.skipped.append("synchronous_commit for every row (--server-commit)")
             self._all_parts()
         finally:
             self.stack.stop()
