@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import aio_pika
 import asyncpg
@@ -62,6 +63,46 @@ async def _running(relay: OutboxRelay) -> AsyncIterator[None]:
     finally:
         await relay.stop()
         await asyncio.wait_for(task, 30)
+
+
+@dataclass
+class _Batch:
+    """A relay driven by hand, a PostgreSQL connection, and a queue bound to `routing_key`."""
+
+    relay: OutboxRelay
+    conn: asyncpg.Connection
+    queue: aio_pika.abc.AbstractQueue
+    routing_key: str
+
+    async def receive(self, count: int) -> list[aio_pika.abc.AbstractIncomingMessage]:
+        received: list[aio_pika.abc.AbstractIncomingMessage] = []
+        async with asyncio.timeout(10):
+            while len(received) < count:
+                message = await self.queue.get(fail=False)
+                if message is None:
+                    await asyncio.sleep(0.02)
+                    continue
+                await message.ack()
+                received.append(message)
+        return received
+
+
+@asynccontextmanager
+async def _by_hand(endpoints: StackEndpoints, name: str) -> AsyncIterator[_Batch]:
+    relay = OutboxRelay(_settings(endpoints))
+    routing_key = f"relay.{name}.{uuid.uuid4().hex[:6]}"
+    connection = await aio_pika.connect(endpoints.amqp_url)
+    conn = await asyncpg.connect(endpoints.postgres_dsn)
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(exclusive=True)
+        await queue.bind(_EVENTS, routing_key=routing_key)
+        yield _Batch(relay, conn, queue, routing_key)
+    finally:
+        await relay.stop()
+        await relay._reset()  # noqa: SLF001
+        await conn.close()
+        await connection.close()
 
 
 async def _published(relay: OutboxRelay, count: int) -> None:
@@ -127,21 +168,15 @@ def test_a_full_batch_is_followed_at_once_without_lingering(own_relay: StackEndp
 
 def test_a_refused_row_stays_unsent_with_its_error_and_the_rest_are_sent(own_relay: StackEndpoints) -> None:
     async def scenario() -> None:
-        relay = OutboxRelay(_settings(own_relay))
-        routing_key = f"relay.refused.{uuid.uuid4().hex[:6]}"
-        connection = await aio_pika.connect(own_relay.amqp_url)
-        conn = await asyncpg.connect(own_relay.postgres_dsn)
-        try:
-            channel = await connection.channel()
-            queue = await channel.declare_queue(exclusive=True)
-            await queue.bind("ast.events.x", routing_key=routing_key)
-            events = [await _insert(conn, _EVENTS, routing_key) for _ in range(3)]
+        async with _by_hand(own_relay, "refused") as batch:
+            conn = batch.conn
+            events = [await _insert(conn, _EVENTS, batch.routing_key) for _ in range(3)]
             # A job message no queue takes: mandatory, so the broker returns it.
             refused = await _insert(conn, "ast.jobs.x", "no.such.job.type")
 
-            await relay._connect()  # noqa: SLF001 - one batch, driven by hand
+            await batch.relay._connect()  # noqa: SLF001 - one batch, driven by hand
             with pytest.raises(ConnectionError, match="1 of 4 messages not confirmed"):
-                await relay.publish_batch()
+                await batch.relay.publish_batch()
 
             rows = {
                 str(row["message_id"]): row
@@ -152,25 +187,13 @@ def test_a_refused_row_stays_unsent_with_its_error_and_the_rest_are_sent(own_rel
             assert rows[refused]["attempts"] == 1
             assert "PublishError" in rows[refused]["last_error"]
 
-            received = []
-            async with asyncio.timeout(10):
-                while len(received) < 3:
-                    message = await queue.get(fail=False)
-                    if message is None:
-                        await asyncio.sleep(0.02)
-                        continue
-                    await message.ack()
-                    assert message.content_type == "application/json"
-                    assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
-                    assert json.loads(message.body) == {"id": message.message_id}
-                    received.append(message.message_id)
-            assert sorted(received) == sorted(events)
+            received = await batch.receive(3)
+            for message in received:
+                assert message.content_type == "application/json"
+                assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+                assert json.loads(message.body) == {"id": message.message_id}
+            assert sorted(str(m.message_id) for m in received) == sorted(events)
             await conn.execute("DELETE FROM outbox WHERE message_id = $1::uuid", refused)
-        finally:
-            await relay.stop()
-            await relay._reset()  # noqa: SLF001
-            await conn.close()
-            await connection.close()
 
     asyncio.run(scenario())
 
@@ -180,23 +203,17 @@ def test_one_write_per_batch_keeps_every_message_whole(own_relay: StackEndpoints
     row that cannot be sent at all (a routing key over 255 bytes) fails alone."""
 
     async def scenario() -> None:
-        relay = OutboxRelay(_settings(own_relay))
-        routing_key = f"relay.whole.{uuid.uuid4().hex[:6]}"
-        connection = await aio_pika.connect(own_relay.amqp_url)
-        conn = await asyncpg.connect(own_relay.postgres_dsn)
-        try:
-            channel = await connection.channel()
-            queue = await channel.declare_queue(exclusive=True)
-            await queue.bind(_EVENTS, routing_key=routing_key)
+        async with _by_hand(own_relay, "whole") as batch:
+            conn, routing_key = batch.conn, batch.routing_key
             big = "x" * 300_000  # more than two frames at the default frame_max (128 KiB)
             bodies = {str(uuid.uuid4()): {"n": n, "big": big if n % 2 else ""} for n in range(6)}
             for message_id, body in bodies.items():
                 await conn.execute(_INSERT, message_id, _EVENTS, routing_key, json.dumps(body))
             unsendable = await _insert(conn, _EVENTS, "k" * 300)
 
-            await relay._connect()  # noqa: SLF001 - one batch, driven by hand
+            await batch.relay._connect()  # noqa: SLF001 - one batch, driven by hand
             with pytest.raises(ConnectionError, match="1 of 7 messages not confirmed"):
-                await relay.publish_batch()
+                await batch.relay.publish_batch()
             error = await conn.fetchval(
                 "SELECT last_error FROM outbox WHERE message_id = $1::uuid AND sent_at IS NULL", unsendable
             )
@@ -204,22 +221,9 @@ def test_one_write_per_batch_keeps_every_message_whole(own_relay: StackEndpoints
             # The channel is still good: the next batch goes through it.
             await conn.execute("DELETE FROM outbox WHERE message_id = $1::uuid", unsendable)
             await _insert(conn, _EVENTS, routing_key, message_id=(last := str(uuid.uuid4())))
-            assert await relay.publish_batch() == 1
+            assert await batch.relay.publish_batch() == 1
 
-            received: dict[str, object] = {}
-            async with asyncio.timeout(10):
-                while len(received) < len(bodies) + 1:
-                    message = await queue.get(fail=False)
-                    if message is None:
-                        await asyncio.sleep(0.02)
-                        continue
-                    await message.ack()
-                    received[str(message.message_id)] = json.loads(message.body)
-            assert received == {**bodies, last: {"id": last}}
-        finally:
-            await relay.stop()
-            await relay._reset()  # noqa: SLF001
-            await conn.close()
-            await connection.close()
+            received = await batch.receive(len(bodies) + 1)
+            assert {str(m.message_id): json.loads(m.body) for m in received} == {**bodies, last: {"id": last}}
 
     asyncio.run(scenario())
