@@ -36,30 +36,31 @@ class ApiMetrics:
             "ast_api_tasks_submitted_total", "Tasks accepted (new, not idempotent replays) by type",
             ["type"], registry=self.registry,
         )
-        self._submitted: dict[str, Any] = {}
+        self._children: dict[tuple[object, ...], Any] = {}
+
+    def child(self, metric: Counter | Histogram, *labels: str) -> Any:
+        """`metric.labels(*labels)`, kept: `labels()` checks, converts and locks on every call, for
+        series that are bounded (see above) and known after their first use."""
+        key = (metric, *labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def task_submitted(self, task_type: str) -> None:
-        """Counts one accepted task of `task_type` (one of the known types: a bounded set of children)."""
-        child = self._submitted.get(task_type)
-        if child is None:
-            child = self._submitted[task_type] = self.tasks_submitted.labels(task_type)
-        child.inc()
+        """Counts one accepted task of `task_type`."""
+        self.child(self.tasks_submitted, task_type).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
 
 class RequestMetrics:
-    """Pure ASGI middleware; reads the matched route from the scope after the app has routed it.
-
-    The labelled children are kept per (method, route, status): `labels()` checks, converts and
-    locks on every call, for series that are bounded and known after their first request."""
+    """Pure ASGI middleware; reads the matched route from the scope after the app has routed it."""
 
     def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
         self.app = app
         self.metrics = metrics
-        self._counted: dict[tuple[str, str, int], Any] = {}
-        self._timed: dict[tuple[str, str], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -78,25 +79,11 @@ class RequestMetrics:
             await self.app(scope, receive, send_with_status)
         finally:
             elapsed = perf_counter() - started
-            route = scope.get("route")
-            route_label = UNMATCHED_ROUTE if route is None else str(getattr(route, "path", UNMATCHED_ROUTE))
+            route = str(getattr(scope.get("route"), "path", UNMATCHED_ROUTE))
             method = method_label(scope.get("method"))
-            self._counter(method, route_label, status).inc()
-            self._histogram(method, route_label).observe(elapsed)
-
-    def _counter(self, method: str, route: str, status: int) -> Any:
-        key = (method, route, status)
-        child = self._counted.get(key)
-        if child is None:
-            child = self._counted[key] = self.metrics.requests.labels(method, route, str(status))
-        return child
-
-    def _histogram(self, method: str, route: str) -> Any:
-        key = (method, route)
-        child = self._timed.get(key)
-        if child is None:
-            child = self._timed[key] = self.metrics.latency.labels(method, route)
-        return child
+            metrics = self.metrics
+            metrics.child(metrics.requests, method, route, str(status)).inc()
+            metrics.child(metrics.latency, method, route).observe(elapsed)
 
 
 def method_label(method: object) -> str:
