@@ -246,34 +246,13 @@ async def _publish_all(channel: aiormq.Channel, rows: list[asyncpg.Record]) -> l
     outcomes: list[BaseException | None] = [None] * len(rows)
     waiting: dict[asyncio.Future[Any], int] = {}
     payload = bytearray()
-    number = channel.number
     async with channel.lock:
         first_tag = channel.delivery_tag
         try:
             for index, row in enumerate(rows):
-                _, message_id, exchange, routing_key, body, headers, priority, task_id = row
+                message_id = row[1]
                 try:
-                    if len(routing_key) > 255:
-                        raise ValueError("routing key too long (max 255 bytes)")
-                    data = body.encode()
-                    frames: list[Frame | ContentHeader | ContentBody] = [
-                        Basic.Publish(
-                            exchange=exchange, routing_key=routing_key, mandatory=exchange != EVENTS_EXCHANGE
-                        ),
-                        ContentHeader(
-                            properties=Basic.Properties(
-                                content_type=_JSON,
-                                delivery_mode=_PERSISTENT,
-                                headers=headers or {},
-                                priority=priority,
-                                correlation_id=task_id,
-                                message_id=message_id,
-                            ),
-                            body_size=len(data),
-                        ),
-                        *_body_frames(channel, data),
-                    ]
-                    encoded = b"".join(pamqp.frame.marshal(frame, number) for frame in frames)
+                    encoded = _encode(channel, row)
                 except Exception as error:  # noqa: BLE001 - this row's fault, the batch goes on
                     outcomes[index] = error
                     continue
@@ -296,15 +275,45 @@ async def _publish_all(channel: aiormq.Channel, rows: list[asyncpg.Record]) -> l
                 channel.confirmations.pop(tag, None)
             raise
     if waiting:
-        _, pending = await asyncio.wait(waiting, timeout=_PUBLISH_TIMEOUT_S)
-        for confirmation in pending:
-            confirmation.cancel()
-        for confirmation, index in waiting.items():
-            if confirmation.cancelled():
-                outcomes[index] = TimeoutError(f"no confirm within {_PUBLISH_TIMEOUT_S} s")
-            else:
-                outcomes[index] = confirmation.exception()
+        await _await_confirms(waiting, outcomes)
     return outcomes
+
+
+def _encode(channel: aiormq.Channel, row: asyncpg.Record) -> bytes:
+    """A row's persistent JSON message as the frames of one publish (job messages mandatory:
+    events may have no listener, a job message that no queue takes is an error worth retrying)."""
+    _, message_id, exchange, routing_key, body, headers, priority, task_id = row
+    if len(routing_key) > 255:
+        raise ValueError("routing key too long (max 255 bytes)")
+    data = body.encode()
+    properties = Basic.Properties(
+        content_type=_JSON,
+        delivery_mode=_PERSISTENT,
+        headers=headers or {},
+        priority=priority,
+        correlation_id=task_id,
+        message_id=message_id,
+    )
+    frames: list[Frame | ContentHeader | ContentBody] = [
+        Basic.Publish(exchange=exchange, routing_key=routing_key, mandatory=exchange != EVENTS_EXCHANGE),
+        ContentHeader(properties=properties, body_size=len(data)),
+        *_body_frames(channel, data),
+    ]
+    return b"".join(pamqp.frame.marshal(frame, channel.number) for frame in frames)
+
+
+async def _await_confirms(
+    waiting: dict[asyncio.Future[Any], int], outcomes: list[BaseException | None]
+) -> None:
+    """Each confirmation's outcome into its row's slot; one still pending at the timeout is a TimeoutError."""
+    _, pending = await asyncio.wait(waiting, timeout=_PUBLISH_TIMEOUT_S)
+    for confirmation in pending:
+        confirmation.cancel()
+    for confirmation, index in waiting.items():
+        if confirmation.cancelled():
+            outcomes[index] = TimeoutError(f"no confirm within {_PUBLISH_TIMEOUT_S} s")
+        else:
+            outcomes[index] = confirmation.exception()
 
 
 def _body_frames(channel: aiormq.Channel, body: bytes) -> list[ContentBody]:
