@@ -105,6 +105,17 @@ async def _by_hand(endpoints: StackEndpoints, name: str) -> AsyncIterator[_Batch
         await connection.close()
 
 
+async def _trickle(dsn: str, count: int, gap_s: float) -> None:
+    """`count` event rows, each its own commit (and NOTIFY), `gap_s` apart."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        for _ in range(count):
+            await _insert(conn, _EVENTS, "relay.linger")
+            await asyncio.sleep(gap_s)
+    finally:
+        await conn.close()
+
+
 async def _published(relay: OutboxRelay, count: int) -> None:
     async with asyncio.timeout(30):
         while relay.published < count:
@@ -115,13 +126,7 @@ def test_the_linger_gathers_a_trickle_of_commits_into_one_batch(own_relay: Stack
     async def scenario() -> None:
         relay = OutboxRelay(_settings(own_relay, relay_linger_ms=500, relay_poll_ms=60_000))
         async with _running(relay):
-            conn = await asyncpg.connect(own_relay.postgres_dsn)
-            try:
-                for _ in range(10):  # ten commits, ten NOTIFYs, a few ms apart
-                    await _insert(conn, _EVENTS, "relay.linger")
-                    await asyncio.sleep(0.005)
-            finally:
-                await conn.close()
+            await _trickle(own_relay.postgres_dsn, 10, 0.005)  # ten commits, ten NOTIFYs, a few ms apart
             await _published(relay, 10)
         assert relay.batches == 1
 
@@ -132,13 +137,7 @@ def test_without_linger_a_trickle_takes_several_batches(own_relay: StackEndpoint
     async def scenario() -> None:
         relay = OutboxRelay(_settings(own_relay, relay_linger_ms=0, relay_poll_ms=60_000))
         async with _running(relay):
-            conn = await asyncpg.connect(own_relay.postgres_dsn)
-            try:
-                for _ in range(5):
-                    await _insert(conn, _EVENTS, "relay.linger")
-                    await asyncio.sleep(0.1)
-            finally:
-                await conn.close()
+            await _trickle(own_relay.postgres_dsn, 5, 0.1)
             await _published(relay, 5)
         assert relay.batches > 1
 
