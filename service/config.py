@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     worker_id: str = ""
     # One consumer per job queue per unit (see Worker._session). Not more by default: a job that
     # crashes its worker takes the jobs running beside it down too (the poison-message drill).
-    worker_concurrency: int = Field(default=1, ge=1, le=64)
+    worker_concurrency: int = Field(default=4, ge=1, le=64)
     worker_lease_ms: int = Field(default=10_000, ge=500, le=600_000)
     temp_dir: Path = Path("/tmp/ast-service")
     artifacts_dir: Path = Path("/tmp/ast-artifacts")

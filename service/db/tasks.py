@@ -132,11 +132,12 @@ def job_message(task: Mapping[str, Any] | Row) -> OutboxMessage:
     return OutboxMessage(JOBS_EXCHANGE, queue.routing_key, job_body(task), task["priority"])
 
 
-async def enqueue_job(conn: Conn, task: Row) -> None:
+async def enqueue_job(conn: Conn, task: Row, headers: Mapping[str, Any] | None = None) -> None:
     """Writes the job message to the outbox; the relay publishes it after this transaction commits."""
     queue = JOB_QUEUES[TaskType(task["type"])]
+    body = job_body(task)
     await _insert_outbox(
-        conn, JOBS_EXCHANGE, queue.routing_key, job_body(task), task, priority=task["priority"]
+        conn, JOBS_EXCHANGE, queue.routing_key, body, task, priority=task["priority"], headers=headers
     )
 
 
@@ -158,17 +159,25 @@ async def enqueue_event(conn: Conn, task: Row, name: str) -> None:
 
 
 async def _insert_outbox(
-    conn: Conn, exchange: str, routing_key: str, body: dict[str, Any], task: Row, *, priority: int
+    conn: Conn,
+    exchange: str,
+    routing_key: str,
+    body: dict[str, Any],
+    task: Row,
+    *,
+    priority: int,
+    headers: Mapping[str, Any] | None = None,
 ) -> None:
     await conn.execute(
-        """INSERT INTO outbox (message_id, exchange, routing_key, body, priority, task_id)
-           VALUES ($1, $2, $3, $4, $5, $6)""",
+        """INSERT INTO outbox (message_id, exchange, routing_key, body, priority, task_id, headers)
+           VALUES ($1, $2, $3, $4, $5, $6, coalesce($7::jsonb, '{}'::jsonb))""",
         uuid.uuid4(),
         exchange,
         routing_key,
         body,
         max(0, min(priority, 255)),
         task["task_id"],
+        None if headers is None else dict(headers),
     )
 
 
@@ -189,6 +198,7 @@ _SETTABLE = frozenset(
         "resume_data",
         "dead_lettered",
         "replayed_by",
+        "lost_runs",
     }
 )
 

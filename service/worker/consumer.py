@@ -42,7 +42,6 @@ class Worker:
         self._stopping = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
         self._last_delivery = 0.0
-        self._slots = asyncio.Semaphore(settings.worker_concurrency)
         self._consuming = False
         self._dlx: AbstractExchange | None = None
         self._processor: MessageProcessor | None = None
@@ -165,7 +164,7 @@ class Worker:
         """WORKER_CONCURRENCY consumers on each job queue, each holding at most RABBIT_PREFETCH
         unacked messages (the broker applies the prefetch per consumer): with the default prefetch
         of 1, one consumer per queue would run one job of a type at a time whatever the concurrency.
-        The worker's slots still cap the jobs running at once, across all queues."""
+        The processor's job slots still cap the jobs running at once, across all queues."""
         connection = self._connection = await connect(self.settings)
         try:
             channel = await connection.channel(publisher_confirms=True)
@@ -214,10 +213,10 @@ class Worker:
         """Runs a delivered message, even one that arrived after SIGTERM: it is in flight. Handing
         it straight back (a nack) would count against the queue's delivery limit, and the broker
         redelivers a nacked message to this same consumer until its cancel lands, in a loop that
-        can dead-letter a healthy job behind the service's back."""
+        can dead-letter a healthy job behind the service's back. The processor's job slots cap
+        the jobs running at once, across all queues."""
         assert self._processor is not None
-        async with self._slots:
-            await self._processor.process(message)
+        await self._processor.process(message)
 
     async def _finish_inflight(self) -> None:
         """Waits SHUTDOWN_GRACE_MS for every delivered message (running, or waiting for a slot),

@@ -22,6 +22,8 @@ from service.models import TERMINAL, Status
 
 Row = asyncpg.Record
 _UNSTORABLE_CHARACTERS = re.compile("[\x00\ud800-\udfff]")
+LOST_RUNS_HEADER = "x-ast-lost-runs"
+"""On a re-published job message: the runs its task has lost with their worker so far."""
 
 
 class Claim(Enum):
@@ -94,14 +96,18 @@ class TaskLifecycle:
                 return ClaimResult(Claim.SETTLED, task, f"task is {status}")
             if status is Status.IN_PROGRESS and task["lease_alive"]:
                 return ClaimResult(Claim.BUSY, task, f"held by {task['locked_by']}")
-            if delivery_count >= delivery_limit:
+            # An IN_PROGRESS task with its lease run out: its last run died with its worker.
+            lost = task["lost_runs"] + (1 if status is Status.IN_PROGRESS else 0)
+            if lost >= delivery_limit:
                 failure = Failure(
                     "DELIVERY_LIMIT",
-                    f"delivered {delivery_count + 1} times without finishing (the worker died each time)",
+                    f"its worker died {lost} times running it (delivered {delivery_count + 1} times)",
                     dead_letter=True,
                 )
-                await self._fail(conn, task, failure, message_id)
+                await self._fail(conn, task, failure, message_id, lost_runs=lost)
                 return ClaimResult(Claim.DEAD_LETTER, task, "delivery limit reached")
+            if delivery_count >= delivery_limit:
+                return await self._republish(conn, task, lost, message_id, delivery_count)
             started = await db.change_status(
                 conn,
                 task,
@@ -114,8 +120,38 @@ class TaskLifecycle:
                 locked_by=self.worker_id,
                 lease_until=db.LeaseFor(self._lease),
                 started_at=task["started_at"] or db.now(),
+                lost_runs=lost,
             )
             return ClaimResult(Claim.RUN, started)
+
+    async def _republish(
+        self, conn: db.Conn, task: Row, lost: int, message_id: str | None, delivery_count: int
+    ) -> ClaimResult:
+        """A fresh job message for a task whose message the broker would dead-letter on its next
+        return, though fewer than the limit of its runs were lost: the rest of its deliveries died
+        unrun, held by a worker that another job crashed. The message carries the lost runs
+        (`LOST_RUNS_HEADER`), so the job still runs alone (service/worker/slots.py)."""
+        reason = (
+            f"re-published after {delivery_count + 1} deliveries, {lost} of its runs lost:"
+            " the broker's delivery count starts again"
+        )
+        if task["status"] == Status.IN_PROGRESS:
+            row = await db.change_status(
+                conn,
+                task,
+                Status.PENDING,
+                worker_id=self.worker_id,
+                message=reason,
+                locked_by=None,
+                lease_until=None,
+                state="re-published",
+                lost_runs=lost,
+            )
+        else:
+            row = await db.note(conn, task, state="re-published", message=reason)
+        await db.enqueue_job(conn, row, headers={LOST_RUNS_HEADER: lost})
+        await db.mark_message_done(conn, message_id, task["task_id"], self.worker_id, "republished")
+        return ClaimResult(Claim.SETTLED, row, reason)
 
     async def _owned(self, conn: db.Conn, task_id: uuid.UUID) -> Row | None:
         """The locked task when it is still ours and running; None when cancelled or taken over."""
@@ -217,7 +253,9 @@ class TaskLifecycle:
             await self._fail(conn, task, failure, message_id)
             return True
 
-    async def _fail(self, conn: db.Conn, task: Row, failure: Failure, message_id: str | None) -> None:
+    async def _fail(
+        self, conn: db.Conn, task: Row, failure: Failure, message_id: str | None, **columns: Any
+    ) -> None:
         failed = await db.change_status(
             conn,
             task,
@@ -227,6 +265,7 @@ class TaskLifecycle:
             error=failure.as_json(),
             dead_lettered=failure.dead_letter,
             state="failed",
+            **columns,
         )
         await db.enqueue_event(conn, failed, "task.failed")
         await db.mark_message_done(conn, message_id, task["task_id"], self.worker_id, "failed")

@@ -8,10 +8,12 @@ RabbitMQ 4.3 counts only rejects toward the delivery limit, so dead-lettering ne
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,7 +39,7 @@ from service.models import Status, TaskType
 from service.payloads import READABLE_JSON, json_problem
 from service.tracing import traceparent_for
 from service.worker.jobs import job_for
-from service.worker.lifecycle import Claim, Failure, TaskLifecycle, storable_text
+from service.worker.lifecycle import LOST_RUNS_HEADER, Claim, Failure, TaskLifecycle, storable_text
 from service.worker.middleware import (
     LoggingMiddleware,
     MetricsMiddleware,
@@ -46,6 +48,7 @@ from service.worker.middleware import (
     TracingMiddleware,
     chain,
 )
+from service.worker.slots import JobSlots
 
 log = logging.getLogger("ast.worker")
 T = TypeVar("T")
@@ -65,6 +68,8 @@ _HELD_FLUSH_ERRORS: tuple[type[BaseException], ...] = (
     TaskCancelled, TaskNotRunnable, InfrastructureError, *DATABASE_ERRORS
 )
 _BUSY_POLL_S = 0.5
+SUSPECT_PATIENCE_S = 30.0
+"""How long a suspect job waits for the worker's other jobs to end before it runs beside them."""
 _REASON_CHARS = 300
 RESULT_UNSTORABLE = "RESULT_UNSTORABLE"
 _JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number", type(None): "null"}
@@ -90,6 +95,13 @@ class JobMessage:
     delivery_count: int
     trace_id: str | None = None
     traceparent: str | None = None
+    lost_runs: int = 0
+
+    @property
+    def is_suspect(self) -> bool:
+        """Delivered before (its worker died, or lost the broker) or re-published after lost runs:
+        it may be the job that kills its worker, so it runs alone (service/worker/slots.py)."""
+        return self.delivery_count > 0 or self.lost_runs > 0
 
     @classmethod
     def parse(cls, message: AbstractIncomingMessage) -> JobMessage:
@@ -115,9 +127,11 @@ class JobMessage:
             raise PoisonMessage("the message names no known job type", task_id)
         if message.message_id is not None and "\x00" in message.message_id:
             raise PoisonMessage("the message id holds a NUL, which PostgreSQL cannot store", task_id)
-        delivery_count = _delivery_count(message.headers or {})
-        trace = _text_or_none(body.get("traceId")), _traceparent(body, message.headers or {})
-        return cls(task_id, TaskType(body["type"]), message.message_id, delivery_count, *trace)
+        headers = message.headers or {}
+        delivery_count = _count_header(headers, "x-delivery-count")
+        trace = _text_or_none(body.get("traceId")), _traceparent(body, headers)
+        lost_runs = _count_header(headers, LOST_RUNS_HEADER)
+        return cls(task_id, TaskType(body["type"]), message.message_id, delivery_count, *trace, lost_runs)
 
 
 def _text_or_none(value: object) -> str | None:
@@ -132,9 +146,10 @@ def _traceparent(body: Mapping[str, Any], headers: Mapping[str, Any]) -> str | N
     return _text_or_none(value)
 
 
-def _delivery_count(headers: Mapping[str, Any]) -> int:
-    """The broker's `x-delivery-count`; anything but a plain count (a publisher's header) is 0."""
-    count = headers.get("x-delivery-count", 0)
+def _count_header(headers: Mapping[str, Any], name: str) -> int:
+    """A count header (the broker's `x-delivery-count`, our `x-ast-lost-runs`); anything but a
+    plain count (a publisher's header) is 0."""
+    count = headers.get(name, 0)
     if isinstance(count, int) and not isinstance(count, bool):
         return max(count, 0)
     if isinstance(count, str) and count.isascii() and count.isdigit() and len(count) < 10:
@@ -207,10 +222,17 @@ class PostgresTaskContext:
 
 
 class MessageProcessor:
-    def __init__(self, lifecycle: TaskLifecycle, settings: Settings, dead_letter: DeadLetter) -> None:
+    def __init__(
+        self,
+        lifecycle: TaskLifecycle,
+        settings: Settings,
+        dead_letter: DeadLetter,
+        slots: JobSlots | None = None,
+    ) -> None:
         self._lifecycle = lifecycle
         self._settings = settings
         self._dead_letter = dead_letter
+        self.slots = slots or JobSlots(settings.worker_concurrency)
         self._middlewares: list[Middleware] = [
             TracingMiddleware(),
             MetricsMiddleware(),
@@ -239,7 +261,18 @@ class MessageProcessor:
         except PoisonMessage as poison:
             return await self._poison(message, poison)
         with bind_job(str(job.task_id), job.task_type.value, job.trace_id):
-            await self._process_parsed(message, job)
+            async with self._slot_for(job):
+                await self._process_parsed(message, job)
+
+    def _slot_for(self, job: JobMessage) -> AbstractAsyncContextManager[object]:
+        """A message at the broker's delivery limit takes no slot and never waits: it is only
+        dead-lettered or re-published (`TaskLifecycle.claim`), before another crash could return it
+        once more and make the broker dead-letter it behind the service's back."""
+        if job.delivery_count >= self._settings.rabbit_delivery_limit:
+            return contextlib.nullcontext()
+        if job.is_suspect:
+            return self.slots.alone(SUSPECT_PATIENCE_S)
+        return self.slots.one()
 
     async def _process_parsed(self, message: AbstractIncomingMessage, job: JobMessage) -> None:
         try:

@@ -1,7 +1,8 @@
 """The worker's claim against a real PostgreSQL: a ready task (PENDING or RETRYING) is claimed in
 one call with its event; everything else takes the locked path and gets the same answers as before
-(a running task is BUSY, a handled message SETTLED, an unknown task UNKNOWN, the delivery limit
-DEAD_LETTER)."""
+(a running task is BUSY, a handled message SETTLED, an unknown task UNKNOWN). The delivery limit
+counts the runs a task lost with its worker, not the broker's deliveries: DEAD_LETTER at the limit
+of lost runs, and a fresh message for a task the broker would dead-letter short of it."""
 
 from __future__ import annotations
 
@@ -82,10 +83,78 @@ async def test_the_other_answers_are_unchanged(pool: asyncpg.Pool[Any]) -> None:
     assert (await other.claim(task_id, "m1", 1, 5)).claim is Claim.SETTLED
     assert (await other.claim(task_id, "m2", 0, 5)).claim is Claim.SETTLED  # terminal
     assert (await worker.claim(uuid.uuid4(), "m3", 0, 5)).claim is Claim.UNKNOWN
-    limited = await plant(pool, "PENDING")
-    assert (await worker.claim(limited, "m4", 5, 5)).claim is Claim.DEAD_LETTER
     assert [status for _, status, _ in await events(pool, task_id)] == ["IN_PROGRESS", "COMPLETED"]
-    assert [status for _, status, _ in await events(pool, limited)] == ["FAILED"]
+
+
+async def lose_runs(pool: asyncpg.Pool[Any], task_id: uuid.UUID, runs: int) -> TaskLifecycle:
+    """`runs` runs of the task, each lost with its worker (its lease released as a restarted
+    worker does); returns the last worker, whose run is the last one lost."""
+    worker = TaskLifecycle(pool, "w0", 10_000)
+    for run in range(runs):
+        worker = TaskLifecycle(pool, f"w{run}", 10_000)
+        assert (await worker.claim(task_id, f"m-{task_id}", run, 99)).claim is Claim.RUN
+        await worker.release_leases()
+    return worker
+
+
+async def fresh_messages(pool: asyncpg.Pool[Any], task_id: uuid.UUID) -> list[dict[str, Any]]:
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT headers FROM outbox WHERE task_id = $1 AND exchange = 'ast.jobs.x'", task_id
+        )
+    return [dict(row["headers"]) for row in rows]
+
+
+async def test_the_delivery_limit_fails_a_task_whose_worker_died_that_many_times(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    task_id = await plant(pool, "PENDING")
+    await lose_runs(pool, task_id, 3)
+    survivor = TaskLifecycle(pool, "w-next", 10_000)
+
+    claim = await survivor.claim(task_id, f"m-{task_id}", 3, 3)
+
+    assert claim.claim is Claim.DEAD_LETTER
+    async with pool.acquire() as conn:
+        task = await conn.fetchrow("SELECT * FROM tasks WHERE task_id = $1", task_id)
+    assert (task["status"], task["lost_runs"], task["error"]["code"]) == ("FAILED", 3, "DELIVERY_LIMIT")
+    assert "died 3 times" in task["error"]["message"]
+    assert [status for _, status, _ in await events(pool, task_id)][-1] == "FAILED"
+
+
+async def test_a_task_delivered_to_the_limit_but_never_run_gets_a_fresh_message(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    """Held by workers that other jobs crashed, it was returned unrun each time: not its fault."""
+    task_id = await plant(pool, "PENDING")
+
+    claim = await TaskLifecycle(pool, "w1", 10_000).claim(task_id, "m-held", 5, 5)
+
+    assert claim.claim is Claim.SETTLED
+    assert "re-published" in claim.reason
+    assert await fresh_messages(pool, task_id) == [{"x-ast-lost-runs": 0}]
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT status FROM tasks WHERE task_id = $1", task_id) == "PENDING"
+        assert await conn.fetchval("SELECT outcome FROM inbox WHERE message_id = 'm-held'") == "republished"
+    assert (await TaskLifecycle(pool, "w2", 10_000).claim(task_id, "m-fresh", 0, 5)).claim is Claim.RUN
+
+
+async def test_a_task_short_of_its_lost_runs_limit_is_handed_back_with_its_count(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    task_id = await plant(pool, "PENDING")
+    await lose_runs(pool, task_id, 1)
+
+    claim = await TaskLifecycle(pool, "w1", 10_000).claim(task_id, f"m-{task_id}", 3, 3)
+
+    assert claim.claim is Claim.SETTLED
+    assert claim.task is not None
+    assert (claim.task["status"], claim.task["lost_runs"], claim.task["locked_by"]) == ("PENDING", 1, None)
+    assert await fresh_messages(pool, task_id) == [{"x-ast-lost-runs": 1}]
+    taken = await TaskLifecycle(pool, "w2", 10_000).claim(task_id, "m-fresh", 0, 3)
+    assert taken.claim is Claim.RUN
+    assert taken.task is not None
+    assert taken.task["lost_runs"] == 1
 
 
 async def test_a_handled_message_of_a_ready_task_is_settled_not_run(pool: asyncpg.Pool[Any]) -> None:

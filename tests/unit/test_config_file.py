@@ -20,11 +20,11 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_the_file_sets_and_the_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = write(tmp_path, 'worker_concurrency = 4\nRABBIT_PREFETCH = 5\napi_tokens = "a,b"\n')
+    path = write(tmp_path, 'worker_concurrency = 3\nRABBIT_PREFETCH = 5\napi_tokens = "a,b"\n')
     monkeypatch.setenv("AST_CONFIG", str(path))
     monkeypatch.setenv("RABBIT_PREFETCH", "7")
     settings = Settings()
-    assert (settings.worker_concurrency, settings.rabbit_prefetch, settings.api_tokens) == (4, 7, ["a", "b"])
+    assert (settings.worker_concurrency, settings.rabbit_prefetch, settings.api_tokens) == (3, 7, ["a", "b"])
 
 
 def start_with(config: str) -> subprocess.CompletedProcess[str]:

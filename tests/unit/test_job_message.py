@@ -72,6 +72,14 @@ def test_a_job_message_is_read_and_a_bad_delivery_count_header_counts_zero() -> 
         assert parse(job(), headers={"x-delivery-count": header}).delivery_count == 0
 
 
+def test_a_message_delivered_before_or_with_lost_runs_is_a_suspect() -> None:
+    assert not parse(job()).is_suspect
+    assert parse(job(), headers={"x-delivery-count": 1}).is_suspect
+    republished = parse(job(), headers={"x-ast-lost-runs": 2})
+    assert (republished.lost_runs, republished.is_suspect) == (2, True)
+    assert not parse(job(), headers={"x-ast-lost-runs": "many"}).is_suspect
+
+
 class ClaimThat:
     """A TaskLifecycle whose claim raises `error`, or never answers when there is none."""
 
