@@ -95,6 +95,8 @@ class TaskLifecycle:
                 await db.mark_message_done(conn, message_id, task_id, self.worker_id, "skipped")
                 return ClaimResult(Claim.SETTLED, task, f"task is {status}")
             if status is Status.IN_PROGRESS and task["lease_alive"]:
+                if delivery_count >= delivery_limit:
+                    return await self._republish(conn, task, task["lost_runs"], message_id, delivery_count)
                 return ClaimResult(Claim.BUSY, task, f"held by {task['locked_by']}")
             # An IN_PROGRESS task with its lease run out: its last run died with its worker.
             lost = task["lost_runs"] + (1 if status is Status.IN_PROGRESS else 0)
@@ -130,12 +132,18 @@ class TaskLifecycle:
         """A fresh job message for a task whose message the broker would dead-letter on its next
         return, though fewer than the limit of its runs were lost: the rest of its deliveries died
         unrun, held by a worker that another job crashed. The message carries the lost runs
-        (`LOST_RUNS_HEADER`), so the job still runs alone (service/worker/slots.py)."""
+        (`LOST_RUNS_HEADER`), so the job still runs alone (service/worker/slots.py).
+
+        A task still leased to another worker (most likely one that just died) is left to it: the
+        fresh message waits for the lease like any other. Waiting here, with a message the broker
+        dead-letters on its next return, would lose it to any crash of this worker meanwhile."""
         reason = (
             f"re-published after {delivery_count + 1} deliveries, {lost} of its runs lost:"
             " the broker's delivery count starts again"
         )
-        if task["status"] == Status.IN_PROGRESS:
+        if task["lease_alive"]:
+            row = task
+        elif task["status"] == Status.IN_PROGRESS:
             row = await db.change_status(
                 conn,
                 task,

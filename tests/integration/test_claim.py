@@ -167,3 +167,21 @@ async def test_a_handled_message_of_a_ready_task_is_settled_not_run(pool: asyncp
     again = await worker.claim(task_id, message, 1, 5)
     assert again.claim is Claim.SETTLED
     assert again.reason == "message already handled"
+
+
+async def test_a_message_at_the_limit_of_a_task_leased_elsewhere_is_re_published_not_held(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    """Polling for the lease would hold a message the broker dead-letters on its next return."""
+    task_id = await plant(pool, "PENDING")
+    holder = TaskLifecycle(pool, "w-holder", 10_000)
+    assert (await holder.claim(task_id, "m-first", 0, 3)).claim is Claim.RUN
+
+    claim = await TaskLifecycle(pool, "w-other", 10_000).claim(task_id, "m-first", 3, 3)
+
+    assert claim.claim is Claim.SETTLED
+    assert await fresh_messages(pool, task_id) == [{"x-ast-lost-runs": 0}]
+    async with pool.acquire() as conn:
+        task = await conn.fetchrow("SELECT status, locked_by FROM tasks WHERE task_id = $1", task_id)
+    assert (task["status"], task["locked_by"]) == ("IN_PROGRESS", "w-holder"), "left to its holder"
+    assert await holder.complete(task_id, {"ok": True}, "m-first")
