@@ -271,6 +271,12 @@ class MessageProcessor:
         if job.delivery_count >= self._settings.rabbit_delivery_limit:
             return contextlib.nullcontext()
         if job.is_suspect:
+            log.info(
+                "suspect job (delivered %d times before, %d runs lost): it runs alone",
+                job.delivery_count,
+                job.lost_runs,
+                extra={"taskId": str(job.task_id), "step": "suspect"},
+            )
             return self.slots.alone(SUSPECT_PATIENCE_S)
         return self.slots.one()
 
