@@ -144,17 +144,7 @@ class TaskLifecycle:
         if task["lease_alive"]:
             row = task
         elif task["status"] == Status.IN_PROGRESS:
-            row = await db.change_status(
-                conn,
-                task,
-                Status.PENDING,
-                worker_id=self.worker_id,
-                message=reason,
-                locked_by=None,
-                lease_until=None,
-                state="re-published",
-                lost_runs=lost,
-            )
+            row = await self._unlock_pending(conn, task, reason, "re-published", lost_runs=lost)
         else:
             row = await db.note(conn, task, state="re-published", message=reason)
         await db.enqueue_job(conn, row, headers={LOST_RUNS_HEADER: lost})
@@ -287,19 +277,26 @@ class TaskLifecycle:
             task = await self._owned(conn, task_id)
             if task is None:
                 return False
-            pending = await db.change_status(
-                conn,
-                task,
-                Status.PENDING,
-                worker_id=self.worker_id,
-                message=reason,
-                locked_by=None,
-                lease_until=None,
-                state="handed back",
-            )
+            pending = await self._unlock_pending(conn, task, reason, "handed back")
             await db.enqueue_job(conn, pending)
             await db.mark_message_done(conn, message_id, task_id, self.worker_id, "handed_back")
             return True
+
+    async def _unlock_pending(
+        self, conn: db.Conn, task: Row, reason: str, state: str, **columns: Any
+    ) -> Row:
+        """A running task PENDING again, its lease dropped; the caller writes its fresh message."""
+        return await db.change_status(
+            conn,
+            task,
+            Status.PENDING,
+            worker_id=self.worker_id,
+            message=reason,
+            locked_by=None,
+            lease_until=None,
+            state=state,
+            **columns,
+        )
 
     async def release_leases(self) -> int:
         """At start: leases this worker id held before a crash are expired, so redeliveries run at once."""
