@@ -27,12 +27,19 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 SIMULATE_QUEUE = "ast.simulate.q"
 CLIENTS = ("api", "relay", "worker-0", "worker-1")
+PER_WORKER = 2
+"""Each worker's consumers on a job queue: its WORKER_CONCURRENCY, set here so the counts are known."""
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     run_dir = tmp_path_factory.mktemp("proxied-stack")
-    env = {"RETRY_BASE_MS": "200", "SHUTDOWN_GRACE_MS": "5000", "JOB_TIMEOUT_MS": "60000"}
+    env = {
+        "RETRY_BASE_MS": "200",
+        "SHUTDOWN_GRACE_MS": "5000",
+        "JOB_TIMEOUT_MS": "60000",
+        "WORKER_CONCURRENCY": str(PER_WORKER),
+    }
     with LocalStack(run_dir, workers=2, env=env, proxy=True, show_progress=False, own_thread=True) as started:
         yield started
 
@@ -143,13 +150,13 @@ def test_a_cut_broker_link_drops_the_consumer_until_it_is_healed(
     stack: LocalStack, toxi: ToxiproxyClient
 ) -> None:
     management_url = stack.endpoints.management_url
-    wait_consumers(management_url, 2, timeout_s=30)
+    wait_consumers(management_url, 2 * PER_WORKER, timeout_s=30)
     worker = stack.workers["worker-0"].process
     pid, restarts = worker.pid, worker.restart_count
     toxi.set_enabled("worker-0-rabbitmq", False)
-    wait_consumers(management_url, 1, timeout_s=30)
+    wait_consumers(management_url, PER_WORKER, timeout_s=30)
     toxi.set_enabled("worker-0-rabbitmq", True)
-    wait_consumers(management_url, 2, timeout_s=60)
+    wait_consumers(management_url, 2 * PER_WORKER, timeout_s=60)
     assert (worker.pid, worker.restart_count) == (pid, restarts), "the worker was restarted, not reconnected"
     with httpx.Client(base_url=stack.endpoints.api_url, timeout=10) as api:
         wait_completed(api, submit(api, 2))
@@ -185,6 +192,6 @@ def test_an_added_worker_gets_its_own_links(stack: LocalStack, toxi: ToxiproxyCl
         target_file = stack.endpoints.target_file
         assert isinstance(target_file, Path)
         assert links <= set(load_target(target_file).toxiproxy_proxies)
-        wait_consumers(stack.endpoints.management_url, 3, timeout_s=30)
+        wait_consumers(stack.endpoints.management_url, 3 * PER_WORKER, timeout_s=30)
     finally:
         stack.remove_worker(name)
