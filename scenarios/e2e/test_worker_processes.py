@@ -111,3 +111,32 @@ def test_one_worker_runs_worker_concurrency_jobs_at_once(api: httpx.Client, loca
     latest_start = max(start for start, _ in runs)
     earliest_end = min(end for _, end in runs)
     assert latest_start < earliest_end, f"the three jobs ran one after another: {runs}"
+
+
+def test_a_job_that_crashes_its_worker_takes_no_healthy_job_with_it_to_the_dlq(
+    api: httpx.Client, local_stack: LocalStack
+) -> None:
+    """Three healthy jobs run beside one that kills its worker every time, on one worker running
+    4 at once. Each healthy job loses the run it shared with the crasher's first delivery; from
+    then on every redelivered job runs alone, so only the crasher keeps dying and reaches the
+    delivery limit."""
+    regular = list(local_stack.workers)
+    for name in regular:
+        assert local_stack.remove_worker(name) == 0
+    wide = local_stack.add_worker({"WORKER_CONCURRENCY": "4"})
+    try:
+        healthy = [submit(api, {"durationMs": 1500, "steps": 3}) for _ in range(3)]
+        crasher = submit(api, {"outcome": "crash", "steps": 1, "durationMs": 500})
+        crashed = wait_terminal(api, crasher, timeout=180)
+        finished = [wait_terminal(api, task_id, timeout=60) for task_id in healthy]
+    finally:
+        assert local_stack.remove_worker(wide) == 0
+        for _ in regular:
+            local_stack.add_worker()
+
+    assert (crashed["status"], crashed["error"]["code"]) == ("FAILED", "DELIVERY_LIMIT")
+    assert [task["status"] for task in finished] == ["COMPLETED"] * 3
+    for task_id in healthy:
+        events = api.get(f"/tasks/{task_id}/events").json()["items"]
+        takeovers = [e for e in events if e["message"] == "taken over after a lost worker"]
+        assert len(takeovers) <= 1, events
