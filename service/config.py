@@ -62,8 +62,8 @@ class Settings(BaseSettings):
     retry_base_ms: int = Field(default=1000, ge=1, le=3_600_000)
     job_timeout_ms: int = Field(default=900_000, ge=100, le=86_400_000)
     worker_id: str = ""
-    # One consumer per job queue per unit (see Worker._session). Not more by default: a job that
-    # crashes its worker takes the jobs running beside it down too (the poison-message drill).
+    # One consumer per job queue per unit (see Worker._session). A job that may crash its worker
+    # (one delivered before) runs alone, so the jobs beside it lose no run (service/worker/slots.py).
     worker_concurrency: int = Field(default=4, ge=1, le=64)
     worker_lease_ms: int = Field(default=10_000, ge=500, le=600_000)
     temp_dir: Path = Path("/tmp/ast-service")

@@ -222,17 +222,11 @@ class PostgresTaskContext:
 
 
 class MessageProcessor:
-    def __init__(
-        self,
-        lifecycle: TaskLifecycle,
-        settings: Settings,
-        dead_letter: DeadLetter,
-        slots: JobSlots | None = None,
-    ) -> None:
+    def __init__(self, lifecycle: TaskLifecycle, settings: Settings, dead_letter: DeadLetter) -> None:
         self._lifecycle = lifecycle
         self._settings = settings
         self._dead_letter = dead_letter
-        self.slots = slots or JobSlots(settings.worker_concurrency)
+        self._slots = JobSlots(settings.worker_concurrency)
         self._middlewares: list[Middleware] = [
             TracingMiddleware(),
             MetricsMiddleware(),
@@ -277,8 +271,8 @@ class MessageProcessor:
                 job.lost_runs,
                 extra={"taskId": str(job.task_id), "step": "suspect"},
             )
-            return self.slots.alone(SUSPECT_PATIENCE_S)
-        return self.slots.one()
+            return self._slots.alone(SUSPECT_PATIENCE_S)
+        return self._slots.one()
 
     async def _process_parsed(self, message: AbstractIncomingMessage, job: JobMessage) -> None:
         try:

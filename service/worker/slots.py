@@ -29,7 +29,7 @@ class JobSlots:
     async def one(self) -> AsyncIterator[None]:
         """A slot for an ordinary job; none is given while a suspect waits or runs."""
         async with self._changed:
-            await self._changed.wait_for(lambda: self._free > 0 and not self._suspects)
+            await self._changed.wait_for(self._ordinary_may_start)
             self._free -= 1
         try:
             yield
@@ -43,13 +43,16 @@ class JobSlots:
         async with self._changed:
             taken = await self._take_all(patience_s)
             if not taken:
-                await self._changed.wait_for(lambda: self._free > 0 and not self._suspects)
+                await self._changed.wait_for(self._ordinary_may_start)
                 taken = 1
             self._free -= taken
         try:
             yield taken == self.size
         finally:
             await self._give(taken)
+
+    def _ordinary_may_start(self) -> bool:
+        return self._free > 0 and not self._suspects
 
     async def _take_all(self, patience_s: float) -> int:
         """With the condition's lock held: `size` once every slot is free, 0 after `patience_s`."""
