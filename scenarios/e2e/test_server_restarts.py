@@ -22,33 +22,21 @@ async def _consumers(management_url: str) -> dict[str, int]:
     return {name: n for name, n in counts.items() if name in WORK_QUEUES}
 
 
-def _wait_consumers(local_stack: LocalStack, expected: int, timeout: float = 60) -> dict[str, int]:
+def _wait_consumers(local_stack: LocalStack, expected: int | None = None, timeout: float = 60) -> int:
+    """Polls the job queues' consumers (the management statistics lag a few seconds) until every
+    queue has `expected`, or, with None, until every queue has the same count and at least one
+    per worker; returns that count."""
     deadline = time.monotonic() + timeout
     counts: dict[str, int] = {}
     while time.monotonic() < deadline:
-        counts = _consumers_now(local_stack)
-        if len(counts) == len(WORK_QUEUES) and all(n == expected for n in counts.values()):
-            return counts
-        time.sleep(0.5)
-    raise AssertionError(f"consumers per queue never came back to {expected}: {counts}")
-
-
-def _wait_consumers_settled(local_stack: LocalStack, timeout: float = 30) -> int:
-    """The consumers each job queue has with every worker up (the management statistics lag a
-    few seconds): the same on every queue, at least one per worker."""
-    deadline = time.monotonic() + timeout
-    counts = _consumers_now(local_stack)
-    while time.monotonic() < deadline:
+        counts = run_sync(_consumers(local_stack.endpoints.management_url), own_thread=True)
         seen = set(counts.values())
-        if len(counts) == len(WORK_QUEUES) and len(seen) == 1 and min(seen) >= len(local_stack.workers):
-            return min(seen)
+        if len(counts) == len(WORK_QUEUES) and len(seen) == 1:
+            count = min(seen)
+            if count == expected or (expected is None and count >= len(local_stack.workers)):
+                return count
         time.sleep(0.5)
-        counts = _consumers_now(local_stack)
-    raise AssertionError(f"the job queues never showed every worker's consumers: {counts}")
-
-
-def _consumers_now(local_stack: LocalStack) -> dict[str, int]:
-    return run_sync(_consumers(local_stack.endpoints.management_url), own_thread=True)
+    raise AssertionError(f"consumers per queue never came to {expected or 'one count'}: {counts}")
 
 
 def _wait_ready(api: httpx.Client, timeout: float = 60) -> None:
@@ -67,14 +55,14 @@ def test_workers_consume_again_after_a_broker_restart(api: httpx.Client, local_s
     before = submit(api, {"steps": 1})
     wait_terminal(api, before)
     # Each worker holds WORKER_CONCURRENCY consumers on every queue: as many must come back.
-    consumers = _wait_consumers_settled(local_stack)
+    consumers = _wait_consumers(local_stack, timeout=30)
 
     assert local_stack.rabbit is not None
     local_stack.rabbit.restart()
     run_sync(local_stack.rabbit.wait_ready(), own_thread=True)
     _wait_ready(api)
 
-    assert _wait_consumers(local_stack, consumers) == dict.fromkeys(WORK_QUEUES, consumers)
+    assert _wait_consumers(local_stack, consumers) == consumers
     after = submit(api, {"steps": 2, "durationMs": 200})
     assert wait_terminal(api, after)["status"] == "COMPLETED"
 

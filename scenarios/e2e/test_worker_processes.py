@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -87,20 +89,27 @@ def test_a_bad_setting_stops_the_process_with_one_line_naming_it(
     assert "Traceback" not in result.stderr
 
 
-def test_one_worker_runs_worker_concurrency_jobs_at_once(api: httpx.Client, local_stack: LocalStack) -> None:
+@contextmanager
+def _only_worker(local_stack: LocalStack, env: dict[str, str]) -> Iterator[str]:
+    """The stack's workers replaced by one with `env` for the block; its name. They come back after."""
     regular = list(local_stack.workers)
     for name in regular:
         assert local_stack.remove_worker(name) == 0
-    # The contract's default RABBIT_PREFETCH of 1 (per consumer): concurrency alone must be enough.
-    wide = local_stack.add_worker({"WORKER_CONCURRENCY": "3"})
+    worker = local_stack.add_worker(env)
     try:
+        yield worker
+    finally:
+        assert local_stack.remove_worker(worker) == 0
+        for _ in regular:
+            local_stack.add_worker()
+
+
+def test_one_worker_runs_worker_concurrency_jobs_at_once(api: httpx.Client, local_stack: LocalStack) -> None:
+    # The contract's default RABBIT_PREFETCH of 1 (per consumer): concurrency alone must be enough.
+    with _only_worker(local_stack, {"WORKER_CONCURRENCY": "3"}) as wide:
         task_ids = [submit(api, {"durationMs": 1500, "steps": 3}) for _ in range(3)]
         for task_id in task_ids:
             wait_terminal(api, task_id)
-    finally:
-        assert local_stack.remove_worker(wide) == 0
-        for _ in regular:
-            local_stack.add_worker()
 
     runs = []
     for task_id in task_ids:
@@ -120,19 +129,11 @@ def test_a_job_that_crashes_its_worker_takes_no_healthy_job_with_it_to_the_dlq(
     4 at once. Each healthy job loses the run it shared with the crasher's first delivery; from
     then on every redelivered job runs alone, so only the crasher keeps dying and reaches the
     delivery limit."""
-    regular = list(local_stack.workers)
-    for name in regular:
-        assert local_stack.remove_worker(name) == 0
-    wide = local_stack.add_worker({"WORKER_CONCURRENCY": "4"})
-    try:
+    with _only_worker(local_stack, {"WORKER_CONCURRENCY": "4"}):
         healthy = [submit(api, {"durationMs": 1500, "steps": 3}) for _ in range(3)]
         crasher = submit(api, {"outcome": "crash", "steps": 1, "durationMs": 500})
         crashed = wait_terminal(api, crasher, timeout=180)
         finished = [wait_terminal(api, task_id, timeout=60) for task_id in healthy]
-    finally:
-        assert local_stack.remove_worker(wide) == 0
-        for _ in regular:
-            local_stack.add_worker()
 
     assert (crashed["status"], crashed["error"]["code"]) == ("FAILED", "DELIVERY_LIMIT")
     assert [task["status"] for task in finished] == ["COMPLETED"] * 3
